@@ -1,0 +1,28 @@
+# `make demo` and `make test` are the README's two commands: each builds .venv when it is
+# missing or older than the pinned requirements, so a fresh machine needs nothing else.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast venv clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lightseg demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

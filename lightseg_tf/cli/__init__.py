@@ -1,0 +1,60 @@
+"""The ``lightseg`` command line.
+
+Each command group lives in its own module under ``lightseg_tf.cli`` and exposes
+``register(subparsers)``, adding its parsers with ``set_defaults(func=handler)``; a handler
+takes the parsed ``args`` and returns an exit code (None = 0). Heavy imports (TensorFlow)
+happen inside handlers so ``lightseg --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from lightseg_tf import __version__
+from lightseg_tf.errors import LightsegError
+
+# Command-group modules, in the order --help lists them.
+COMMAND_MODULES = ("demo", "data", "train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightseg",
+        description="Lightweight fetal-ultrasound segmentation: train, distil, quantize, deploy.",
+    )
+    parser.add_argument("--version", action="version", version=f"lightseg_tf {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"lightseg_tf.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lightseg`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LightsegError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"lightseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lightseg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure is still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"lightseg: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

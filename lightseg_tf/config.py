@@ -1,0 +1,233 @@
+"""The config tree: dataclasses loaded from YAML and overridden with ``key.sub=value``.
+
+A YAML file holds overrides only; everything it leaves out keeps the defaults below.
+Unknown keys and values of the wrong type are errors naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from lightseg_tf.errors import LightsegError
+
+
+class ConfigError(LightsegError):
+    """A config key that does not exist or a value of the wrong type."""
+
+
+@dataclass
+class AugmentConfig:
+    """Online augmentation (albumentations), each transform with its probability (0 = off)."""
+
+    enabled: bool = True
+    affine: float = 0.7
+    shift: float = 0.06
+    scale: float = 0.12
+    rotate: float = 15.0
+    hflip: float = 0.5
+    vflip: float = 0.0
+    brightness_contrast: float = 0.5
+    blur: float = 0.2
+    grid_distortion: float = 0.1
+    elastic: float = 0.1
+    speckle: float = 0.3
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how the shared tf.data pipeline treats them."""
+
+    path: str = ""  # dataset folder; empty means "make a phantom in the run directory"
+    format: str | None = None  # reader name; None = detect
+    split_file: str | None = None  # existing split JSON to honour; None = make one
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0
+    image_size: int = 128  # square letterbox side fed to the networks
+    batch_size: int = 8
+    cache: bool = True
+    shuffle_buffer: int = 512
+    deterministic: bool = False
+    oversample_rare: float = 1.0  # >1 repeats images holding a rare class this many times
+    rare_class_fraction: float = 0.5  # a class is rare when fewer than this share of images hold it
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    phantom_n: int = 96  # used when path is empty
+    phantom_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Architecture name from the registry and its builder's keyword options."""
+
+    name: str = "unet"
+    options: dict[str, Any] = field(default_factory=lambda: {"base_filters": 16, "depth": 4})
+
+
+@dataclass
+class LossConfig:
+    """A weighted sum of registered losses: ``terms`` maps loss name -> weight."""
+
+    terms: dict[str, float] = field(default_factory=lambda: {"dice": 1.0, "ce": 1.0})
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-term keyword options
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule, callbacks and the execution environment."""
+
+    epochs: int = 3
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    early_stopping_patience: int = 0  # 0 disables early stopping
+    seed: int = 0
+    deterministic_ops: bool = False
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    jit_compile: bool = False
+    verbose: int = 1
+
+
+@dataclass
+class Config:
+    """The whole run: one of these is resolved and written into every run directory."""
+
+    name: str = "run"
+    run_root: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------- type checking
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value, tp, key: str):
+    """Return ``value`` checked (and losslessly converted) to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"config key {key!r}: {value!r} is not {_type_name(tp)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        _, vt = typing.get_args(tp) or (str, Any)
+        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping of {tp.__name__} fields")
+        return _merge(tp(), value, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"config key {key!r}: {value!r} is not of type {_type_name(tp)}")
+
+
+def _merge(obj, updates: dict, prefix: str = ""):
+    """Apply a nested mapping of overrides onto the dataclass instance ``obj``."""
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in updates.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(names)}")
+        tp = hints[k]
+        current = getattr(obj, k)
+        if dataclasses.is_dataclass(current) and isinstance(v, dict):
+            _merge(current, v, key)
+        else:
+            setattr(obj, k, _coerce(v, tp, key))
+    return obj
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key.sub=value`` overrides.
+
+    Raises:
+        ConfigError: unknown key or wrong type, naming the dotted key.
+    """
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at top level")
+        try:
+            _merge(cfg, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for item in overrides:
+        parts, value = _parse_override(item)
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        _merge(cfg, nested)
+    return cfg
+
+
+def config_to_dict(cfg) -> dict:
+    """Plain nested dict of a config dataclass (YAML/JSON-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

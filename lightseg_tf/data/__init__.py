@@ -1,0 +1,1 @@
+"""Datasets: records and readers, the synthetic phantom, letterbox, augmentation, tf.data."""
