@@ -1,0 +1,112 @@
+"""Subject-grouped, plane-stratified, seeded train/val/test splits stored as JSON.
+
+The split is made on SUBJECTS, before any offline augmentation, so no subject (HC18
+``NNN_HC`` and ``NNN_2HC`` are one subject) is on two sides. A split file, once written,
+is honoured by every later stage so a benchmark's test set never moves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from lightseg_tf.data.dataset import SegDataset
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.io_utils import write_json_atomic
+
+SPLITS = ("train", "val", "test")
+
+
+def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
+               seed: int = 0) -> dict[str, list[str]]:
+    """Assign whole subjects to train/val/test.
+
+    Subjects are grouped by their most common plane (so every plane is spread over the three
+    sides in proportion) and, within a plane, shuffled with ``seed`` and dealt out so each
+    side's share of IMAGES approaches its fraction.
+
+    Returns:
+        ``{"train": [ids], "val": [ids], "test": [ids]}`` with record ids in dataset order.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise LightsegError(
+            f"split fractions val={val_fraction}, test={test_fraction} must be in [0, 1) with sum < 1"
+        )
+    by_subject: dict[str, list] = defaultdict(list)
+    for r in dataset.records:
+        by_subject[r.subject].append(r)
+    by_plane: dict[str, list[str]] = defaultdict(list)
+    for subject, recs in by_subject.items():
+        planes = [r.plane or "" for r in recs]
+        by_plane[max(set(planes), key=planes.count)].append(subject)
+    rng = np.random.default_rng(seed)
+    targets = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
+    side_of: dict[str, str] = {}
+    for plane in sorted(by_plane):
+        subjects = sorted(by_plane[plane])
+        rng.shuffle(subjects)
+        total = sum(len(by_subject[s]) for s in subjects)
+        filled = {k: 0 for k in SPLITS}
+        for s in subjects:
+            # The side furthest below its target share takes the next subject.
+            side = max(SPLITS, key=lambda k: targets[k] * total - filled[k] if targets[k] > 0 else -np.inf)
+            side_of[s] = side
+            filled[side] += len(by_subject[s])
+    split = {k: [] for k in SPLITS}
+    for r in dataset.records:
+        split[side_of[r.subject]].append(r.id)
+    return split
+
+
+def check_split(split: dict[str, list[str]], dataset: SegDataset, where: str = "split") -> None:
+    """Raise when ids are unknown, repeated, or a subject sits on two sides."""
+    missing = sorted(set(SPLITS) - set(split))
+    if missing:
+        raise LightsegError(f"{where}: missing sides {missing}")
+    side_of_subject: dict[str, str] = {}
+    seen: set[str] = set()
+    for side in SPLITS:
+        for rid in split[side]:
+            if rid in seen:
+                raise LightsegError(f"{where}: image {rid!r} appears twice")
+            seen.add(rid)
+            subject = dataset.record(rid).subject
+            other = side_of_subject.setdefault(subject, side)
+            if other != side:
+                raise LightsegError(f"{where}: subject {subject!r} is in both {other} and {side}")
+
+
+def save_split(split: dict[str, list[str]], path: str | Path, **info) -> None:
+    """Write the split JSON (atomically), with optional provenance ``info``."""
+    write_json_atomic(path, {**{k: list(split[k]) for k in SPLITS}, "info": info})
+
+
+def load_split(path: str | Path, dataset: SegDataset | None = None) -> dict[str, list[str]]:
+    """Read a split JSON; with ``dataset``, check it against the dataset's ids and subjects."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LightsegError(f"{path}: no such split file") from None
+    except json.JSONDecodeError as exc:
+        raise LightsegError(f"{path}: not a valid split JSON ({exc})") from None
+    split = {k: list(data.get(k, [])) for k in SPLITS}
+    if dataset is not None:
+        check_split(split, dataset, str(path))
+    return split
+
+
+def split_for(dataset: SegDataset, split_file: str | Path | None, val_fraction: float,
+              test_fraction: float, seed: int, write_to: str | Path | None = None):
+    """Honour ``split_file`` when it exists; else make a split and write it to ``write_to``."""
+    if split_file and Path(split_file).exists():
+        return load_split(split_file, dataset)
+    split = make_split(dataset, val_fraction, test_fraction, seed)
+    target = split_file or write_to
+    if target:
+        save_split(split, target, dataset=str(dataset.root), format=dataset.format, seed=seed,
+                   val_fraction=val_fraction, test_fraction=test_fraction)
+    return split
