@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-DATA_COMMAND_MODULES: tuple[str, ...] = ()
+DATA_COMMAND_MODULES: tuple[str, ...] = ("lightseg_tf.cli.data_phantom",)
 
 
 def register(sub) -> None:

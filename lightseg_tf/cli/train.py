@@ -1,0 +1,71 @@
+"""``lightseg train`` and ``lightseg evaluate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a registered model from a config")
+    p.add_argument("--config", default=None, help="YAML file of overrides (default: built-in defaults)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+    p.add_argument("--overwrite", action="store_true", help="retrain even if the run finished")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("evaluate", help="score a trained model at original resolution")
+    p.add_argument("model", metavar="RUN_OR_MODEL", help="run directory or .keras model file")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--format", default=None, help="reader name (default: detect)")
+    p.add_argument("--split", default="test", help="test|val|train|all (default test)")
+    p.add_argument("--split-file", default=None,
+                   help="split JSON (default: the run's split.json; 'all' ignores it)")
+    p.add_argument("--size", type=int, default=None, help="input side (default: the model's)")
+    p.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
+    p.add_argument("--out", default=None, help="folder for the CSV/JSON (default: the run directory)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_train(args) -> int:
+    from lightseg_tf.config import load_config
+    from lightseg_tf.training import train
+
+    cfg = load_config(args.config, args.overrides)
+    if not sys.stdout.isatty():
+        cfg.train.verbose = 2 if cfg.train.verbose == 1 else cfg.train.verbose
+    result = train(cfg, args.run_dir, overwrite=args.overwrite)
+    print(result.run_dir)
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from pathlib import Path
+
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.split import load_split
+    from lightseg_tf.errors import LightsegError
+    from lightseg_tf.evaluate import evaluate, format_summary, write_results
+    from lightseg_tf.training import load_trained_model, predict_probs
+
+    model = load_trained_model(args.model)
+    size = args.size or model.input_shape[1]
+    dataset = read_dataset(args.data, args.format)
+    model_path = Path(args.model)
+    if args.split != "all":
+        split_file = args.split_file or (model_path / "split.json" if model_path.is_dir() else None)
+        if split_file is None or not Path(split_file).exists():
+            raise LightsegError(f"--split {args.split} needs --split-file (no split.json beside {args.model})")
+        ids = load_split(split_file, dataset)[args.split]
+        dataset = dataset.subset(ids)
+    result = evaluate(lambda x: predict_probs(model, x, tta=args.tta), dataset, size)
+    out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent)
+    stem = f"eval_{args.split}" + ("_hflip" if args.tta == "hflip" else "")
+    csv_path, json_path = write_results(result, out, stem)
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+    else:
+        print(format_summary(result.summary))
+        print(f"per image: {csv_path}\nsummary:   {json_path}")
+    return 0

@@ -1,0 +1,95 @@
+"""Letterbox resizing that keeps the aspect ratio and can be undone exactly.
+
+Coordinates are continuous pixel coordinates: pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``
+and its centre is ``(j + 0.5, i + 0.5)``. A letterboxed point is
+``x_lb = x * scale_x + pad_x`` (same for y), which matches OpenCV's half-pixel resize grid.
+Padding is split evenly (the extra pixel on the right/bottom), filled with 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """The transform from an ``orig_h x orig_w`` image to a ``size x size`` letterbox."""
+
+    orig_h: int
+    orig_w: int
+    size: int
+    new_h: int
+    new_w: int
+    pad_y: int
+    pad_x: int
+
+    @property
+    def scale_x(self) -> float:
+        return self.new_w / self.orig_w
+
+    @property
+    def scale_y(self) -> float:
+        return self.new_h / self.orig_h
+
+    def to_letterbox(self, x, y):
+        """Map original continuous coordinates to letterbox coordinates."""
+        return np.asarray(x) * self.scale_x + self.pad_x, np.asarray(y) * self.scale_y + self.pad_y
+
+    def to_original(self, x, y):
+        """Map letterbox continuous coordinates back to the original image."""
+        return (np.asarray(x) - self.pad_x) / self.scale_x, (np.asarray(y) - self.pad_y) / self.scale_y
+
+    def pixel_size_mm(self, original_pixel_size_mm: float | None) -> float | None:
+        """Pixel size in the letterbox (mm), from the original's; None stays None."""
+        if original_pixel_size_mm is None:
+            return None
+        return original_pixel_size_mm / min(self.scale_x, self.scale_y)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def letterbox_params(orig_h: int, orig_w: int, size: int) -> Letterbox:
+    """The letterbox fitting an ``orig_h x orig_w`` image into ``size x size``."""
+    scale = min(size / orig_h, size / orig_w)
+    new_h = max(1, min(size, int(round(orig_h * scale))))
+    new_w = max(1, min(size, int(round(orig_w * scale))))
+    return Letterbox(orig_h, orig_w, size, new_h, new_w, (size - new_h) // 2, (size - new_w) // 2)
+
+
+def _paste(resized: np.ndarray, lb: Letterbox) -> np.ndarray:
+    out = np.zeros((lb.size, lb.size) + resized.shape[2:], resized.dtype)
+    out[lb.pad_y:lb.pad_y + lb.new_h, lb.pad_x:lb.pad_x + lb.new_w] = resized
+    return out
+
+
+def letterbox_image(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Letterbox an image ``[H, W, C]`` (bilinear) into ``[size, size, C]``."""
+    lb = letterbox_params(image.shape[0], image.shape[1], size)
+    resized = cv2.resize(image, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
+    if resized.ndim == 2 and image.ndim == 3:
+        resized = resized[..., None]
+    return _paste(resized, lb), lb
+
+
+def letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Letterbox a class-id mask ``[H, W]`` with nearest-neighbour sampling."""
+    lb = letterbox_params(mask.shape[0], mask.shape[1], size)
+    resized = cv2.resize(mask.astype(np.int32), (lb.new_w, lb.new_h), interpolation=cv2.INTER_NEAREST)
+    return _paste(resized, lb)
+
+
+def unletterbox_probs(probs: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Crop the padding off ``[size, size, C]`` scores and resize them (bilinear) to the original."""
+    crop = np.ascontiguousarray(probs[lb.pad_y:lb.pad_y + lb.new_h, lb.pad_x:lb.pad_x + lb.new_w])
+    out = cv2.resize(crop.astype(np.float32), (lb.orig_w, lb.orig_h), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(lb.orig_h, lb.orig_w, -1)
+
+
+def unletterbox_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Crop and resize (nearest) a letterboxed class map back to ``[orig_h, orig_w]``."""
+    crop = np.ascontiguousarray(mask[lb.pad_y:lb.pad_y + lb.new_h, lb.pad_x:lb.pad_x + lb.new_w])
+    return cv2.resize(crop.astype(np.int32), (lb.orig_w, lb.orig_h), interpolation=cv2.INTER_NEAREST)

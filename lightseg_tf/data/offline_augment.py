@@ -1,0 +1,72 @@
+"""Offline augmentation: write N augmented copies of the TRAIN images of an existing split.
+
+The split is made first (by subject), so augmented copies of a training image can never leak
+into validation or test; each copy keeps its source's subject id.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from lightseg_tf.config import AugmentConfig
+from lightseg_tf.data.augment import augment_pair, build_augmenter
+from lightseg_tf.data.readers import read_dataset
+from lightseg_tf.data.readers.native import META_COLUMNS
+from lightseg_tf.data.split import load_split, save_split
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.io_utils import atomic_path, write_json_atomic, write_png_atomic
+
+
+def _file_id(record_id: str) -> str:
+    """A record id usable as a file stem (npz ids such as ``train/00012`` hold a slash)."""
+    return record_id.replace("/", "__")
+
+
+def augment_offline(src, format, split_file, out, copies: int, seed: int = 0,
+                    augment: AugmentConfig | None = None) -> Path:
+    """Copy every image of ``src`` into ``out`` (native layout) plus augmented train copies.
+
+    Returns:
+        ``out``, holding images/, masks/, meta.csv, dataset.json and split.json (the same
+        val/test ids, train extended with the copies).
+    """
+    if copies < 1:
+        raise LightsegError("--copies must be >= 1")
+    dataset = read_dataset(src, format)
+    split = load_split(split_file, dataset)
+    out = Path(out)
+    if (out / "dataset.json").exists():
+        raise LightsegError(f"{out}: already holds a dataset; choose an empty folder")
+    aug = build_augmenter(augment or AugmentConfig(), seed=seed)
+    train_ids = set(split["train"])
+    rows, new_train = [], [_file_id(i) for i in split["train"]]
+    for rec in dataset.records:
+        image, mask = dataset.load_pair(rec)
+        variants = [(_file_id(rec.id), image, mask)]
+        if rec.id in train_ids:
+            for k in range(copies):
+                img_k, mask_k = augment_pair(aug, image, mask)
+                variants.append((f"{_file_id(rec.id)}_aug{k}", img_k, mask_k))
+                new_train.append(variants[-1][0])
+        for rid, img, msk in variants:
+            write_png_atomic(out / "images" / f"{rid}.png", np.round(img[..., 0] * 255).astype(np.uint8))
+            write_png_atomic(out / "masks" / f"{rid}.png", msk.astype(np.uint8))
+            rows.append({"id": rid, "subject": rec.subject, "plane": rec.plane or "",
+                         "pixel_size_mm": "" if rec.pixel_size_mm is None else rec.pixel_size_mm,
+                         "hc_mm": "" if rec.hc_mm is None else rec.hc_mm})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(META_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    with atomic_path(out / "meta.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+    save_split({"train": new_train, "val": [_file_id(i) for i in split["val"]],
+                "test": [_file_id(i) for i in split["test"]]}, out / "split.json",
+               source=str(src), copies=copies, seed=seed)
+    write_json_atomic(out / "dataset.json", {"format": "lightseg", "classes": list(dataset.classes),
+                                             "augmented_from": str(src), "copies": copies})
+    return out

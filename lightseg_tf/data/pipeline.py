@@ -1,0 +1,123 @@
+"""The one tf.data pipeline every model trains and evaluates on.
+
+decode -> letterbox (image bilinear, mask nearest) -> cache -> [oversample rare classes]
+-> shuffle -> augment (albumentations, static shapes restored) -> batch -> prefetch.
+
+Elements are ``(image float32 [B, S, S, 1] in [0, 1], mask int32 [B, S, S])``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from lightseg_tf.config import DataConfig
+from lightseg_tf.data.augment import augment_pair, build_augmenter
+from lightseg_tf.data.dataset import SegDataset
+from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
+
+
+@dataclass
+class Splits:
+    """Train/val/test pipelines plus the sub-datasets they were built from."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset | None
+    datasets: dict[str, SegDataset]
+
+
+def load_letterboxed(dataset: SegDataset, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode record ``index`` and letterbox it: float32 ``[S, S, 1]``, int32 ``[S, S]``."""
+    image, mask = dataset.load_pair(dataset.records[index])
+    image, _ = letterbox_image(image, size)
+    return image.astype(np.float32), letterbox_mask(mask, size).astype(np.int32)
+
+
+def repeat_counts(dataset: SegDataset, factor: float, rare_fraction: float) -> np.ndarray:
+    """How many times each image is drawn per epoch under class-balanced oversampling.
+
+    A foreground class is rare when fewer than ``rare_fraction`` of the images contain it;
+    an image holding any rare class is repeated ``round(factor)`` times, others once.
+
+    Returns:
+        int64 ``[N]`` repeat counts.
+    """
+    n = len(dataset)
+    if factor <= 1:
+        return np.ones(n, np.int64)
+    presence = np.zeros((n, dataset.num_classes), bool)
+    for i, rec in enumerate(dataset.records):
+        presence[i, np.unique(dataset.load_mask(rec))] = True
+    share = presence.mean(axis=0)
+    rare = np.flatnonzero((share < rare_fraction) & (np.arange(dataset.num_classes) > 0))
+    holds_rare = presence[:, rare].any(axis=1) if rare.size else np.zeros(n, bool)
+    return np.where(holds_rare, int(round(factor)), 1).astype(np.int64)
+
+
+def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: int = 0) -> tf.data.Dataset:
+    """Build the pipeline over every record of ``dataset``.
+
+    Args:
+        dataset: the records (already restricted to one split).
+        cfg: data config (image size, batch, cache, shuffle, augmentation, determinism).
+        training: shuffle, oversample and augment when True; plain ordered batches otherwise.
+        seed: seed for shuffling and, in deterministic mode, augmentation.
+
+    Returns:
+        A batched, prefetched ``tf.data.Dataset`` of ``(image, mask)``.
+    """
+    size = cfg.image_size
+    n = len(dataset)
+    parallel = 1 if cfg.deterministic else tf.data.AUTOTUNE
+
+    def _load(i):
+        return load_letterboxed(dataset, int(i), size)
+
+    ds = tf.data.Dataset.range(n)
+    ds = ds.map(
+        lambda i: tf.numpy_function(_load, [i], (tf.float32, tf.int32), stateful=False),
+        num_parallel_calls=parallel, deterministic=True,
+    )
+    ds = ds.map(lambda x, y: (tf.ensure_shape(x, [size, size, 1]), tf.ensure_shape(y, [size, size])))
+    if cfg.cache:
+        ds = ds.cache()
+    if training:
+        counts = repeat_counts(dataset, cfg.oversample_rare, cfg.rare_class_fraction)
+        if (counts > 1).any():
+            reps = tf.data.Dataset.from_tensor_slices(counts)
+            ds = tf.data.Dataset.zip((ds, reps)).flat_map(
+                lambda xy, k: tf.data.Dataset.from_tensors(xy).repeat(k)
+            )
+        ds = ds.shuffle(min(cfg.shuffle_buffer, int(counts.sum())), seed=seed,
+                        reshuffle_each_iteration=True)
+        aug = build_augmenter(cfg.augment, seed=seed if cfg.deterministic else None)
+        if aug is not None:
+            def _augment(image, mask, element_seed):
+                if cfg.deterministic:
+                    aug.set_random_seed(int(element_seed))
+                return augment_pair(aug, image, mask)
+
+            seeds = tf.data.Dataset.random(seed=seed).map(lambda s: s % (2**31))
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda xy, s: tuple(tf.numpy_function(_augment, [xy[0], xy[1], s], (tf.float32, tf.int32))),
+                num_parallel_calls=parallel, deterministic=cfg.deterministic,
+            )
+            ds = ds.map(lambda x, y: (tf.ensure_shape(x, [size, size, 1]), tf.ensure_shape(y, [size, size])))
+    ds = ds.batch(cfg.batch_size, drop_remainder=False)
+    options = tf.data.Options()
+    options.deterministic = cfg.deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def build_datasets(dataset: SegDataset, split: dict[str, list[str]], cfg: DataConfig, seed: int = 0) -> Splits:
+    """Train (augmented), val and test pipelines from one dataset and its split."""
+    parts = {k: dataset.subset(v) for k, v in split.items() if v}
+    return Splits(
+        train=make_dataset(parts["train"], cfg, training=True, seed=seed),
+        val=make_dataset(parts["val"], cfg, training=False),
+        test=make_dataset(parts["test"], cfg, training=False) if "test" in parts else None,
+        datasets=parts,
+    )

@@ -1,0 +1,248 @@
+"""The training engine: ``train(cfg)`` fits a registered model on the shared pipeline.
+
+Keras' own engine does the work (``Model.fit`` with a compiled, traced train step); this module
+chooses the distribution strategy, precision, optimiser and schedule, and wires the callbacks:
+best checkpoint on validation mean foreground Dice, BackupAndRestore (a killed run resumes
+where it stopped), early stopping, TerminateOnNaN, CSV/JSON history, TensorBoard, curves PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from lightseg_tf.config import Config, DataConfig, TrainConfig
+from lightseg_tf.data.dataset import SegDataset
+from lightseg_tf.data.phantom import write_phantom_dataset
+from lightseg_tf.data.pipeline import build_datasets
+from lightseg_tf.data.readers import read_dataset
+from lightseg_tf.data.split import split_for
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.io_utils import atomic_path, write_json_atomic
+from lightseg_tf.losses import build_loss
+from lightseg_tf.metrics import MeanForegroundDice
+from lightseg_tf.models import build_model
+from lightseg_tf.runs import LOG, open_run_dir
+
+MONITOR = "val_mean_fg_dice"
+BEST_MODEL = "best.keras"
+FINAL_MODEL = "final.keras"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_model: Path
+    history: dict
+    epochs_run: int
+
+
+def resolve_dataset(cfg: DataConfig, run_dir: Path) -> SegDataset:
+    """The configured dataset, or a phantom made inside the run directory when no path is set."""
+    if cfg.path:
+        return read_dataset(cfg.path, cfg.format)
+    target = run_dir / "phantom"
+    if not (target / "dataset.json").exists():
+        LOG.info("no data.path: writing %d phantom images to %s", cfg.phantom_n, target)
+        write_phantom_dataset(target, cfg.phantom_n, size=max(cfg.image_size, 128), seed=cfg.phantom_seed)
+    return read_dataset(target, "lightseg")
+
+
+def configure_runtime(cfg: TrainConfig) -> tf.distribute.Strategy:
+    """Seeds, determinism, mixed precision and the distribution strategy."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
+    if cfg.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if cfg.strategy == "multi_worker":
+        # Reads the cluster from the TF_CONFIG environment variable.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW / Adam / SGD with a constant or cosine learning rate (plateau is a callback)."""
+    lr = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, cfg.epochs * steps_per_epoch))
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+
+
+def _best_so_far(history_csv: Path) -> float | None:
+    """Highest monitored value in an existing history (so a resumed run keeps its best)."""
+    if not history_csv.exists():
+        return None
+    with history_csv.open() as f:
+        values = [float(r[MONITOR]) for r in csv.DictReader(f) if r.get(MONITOR) not in (None, "")]
+    return max(values) if values else None
+
+
+def read_history(history_csv: Path) -> dict[str, list[float]]:
+    """The CSV history as ``{column: [values per epoch]}``, one row per epoch (last wins)."""
+    if not history_csv.exists():
+        return {}
+    rows: dict[int, dict] = {}
+    with history_csv.open() as f:
+        for r in csv.DictReader(f):
+            rows[int(r["epoch"])] = r
+    cols = [c for c in (next(iter(rows.values())).keys() if rows else []) if c != "epoch"]
+    ordered = [rows[k] for k in sorted(rows)]
+    return {"epoch": sorted(rows), **{c: [float(r[c]) for r in ordered] for c in cols}}
+
+
+def plot_curves(history: dict, out: Path) -> None:
+    """Loss and mean foreground Dice, train vs val, as one PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [e + 1 for e in history.get("epoch", [])]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "mean_fg_dice", "mean foreground Dice")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + key in history:
+                ax.plot(epochs, history[prefix + key], style, marker="o", ms=3,
+                        label="val" if prefix else "train")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+class _FlushLog(keras.callbacks.Callback):
+    """One log line per epoch into the run's log file."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        LOG.debug("epoch %d: %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))
+
+
+def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), overwrite: bool = False) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data`` with ``cfg.loss`` and ``cfg.train``.
+
+    Rerunning with the same config and run directory resumes from the last completed
+    epoch (BackupAndRestore). A finished run is not retrained unless ``overwrite``.
+
+    Returns:
+        The run directory, the best checkpoint's path, the history and the epochs run.
+    """
+    run = open_run_dir(cfg, run_dir)
+    best_path, final_path = run / BEST_MODEL, run / FINAL_MODEL
+    history_csv = run / "history.csv"
+    if final_path.exists() and not overwrite:
+        LOG.info("%s: run already finished; reusing it", run)
+        hist = read_history(history_csv)
+        return TrainResult(run, best_path, hist, len(hist.get("epoch", [])))
+    strategy = configure_runtime(cfg.train)
+    dataset = resolve_dataset(cfg.data, run)
+    split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
+                      cfg.data.split_seed, write_to=run / "split.json")
+    splits = build_datasets(dataset, split, cfg.data, seed=cfg.train.seed)
+    n_train = len(splits.datasets["train"])
+    steps = math.ceil(n_train / cfg.data.batch_size)
+    LOG.info("data: %s (%s), train %d / val %d / test %d images, classes %s", dataset.root, dataset.format,
+             n_train, len(splits.datasets["val"]), len(splits.datasets.get("test", [])), list(dataset.classes))
+
+    with strategy.scope():
+        model = build_model(cfg.model.name, (cfg.data.image_size, cfg.data.image_size, 1),
+                            dataset.num_classes, **cfg.model.options)
+        model.compile(
+            optimizer=make_optimizer(cfg.train, steps),
+            loss=build_loss(cfg.loss),
+            metrics=[MeanForegroundDice(dataset.num_classes)],
+            jit_compile=cfg.train.jit_compile,
+        )
+    LOG.info("model %s: %s parameters", cfg.model.name, f"{model.count_params():,}")
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run / "backup"), save_freq="epoch", delete_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor=MONITOR, mode="max", save_best_only=True,
+            initial_value_threshold=_best_so_far(history_csv),
+        ),
+        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False, profile_batch=0),
+        _FlushLog(),
+    ]
+    if cfg.train.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", factor=0.5, patience=3))
+    if cfg.train.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
+                                                       patience=cfg.train.early_stopping_patience))
+    callbacks.extend(extra_callbacks)
+
+    model.fit(splits.train, validation_data=splits.val, epochs=cfg.train.epochs,
+              callbacks=callbacks, verbose=cfg.train.verbose)
+
+    hist = read_history(history_csv)
+    if not best_path.exists():
+        raise LightsegError(f"{run}: training produced no checkpoint (diverged?); see {run / 'log.txt'}")
+    write_json_atomic(run / "history.json", hist)
+    plot_curves(hist, run / "curves.png")
+    save_model_atomic(model, final_path)
+    LOG.info("best %s = %.4f; run directory %s", MONITOR, max(hist.get(MONITOR, [float("nan")])), run)
+    return TrainResult(run, best_path, hist, len(hist.get("epoch", [])))
+
+
+def save_model_atomic(model: keras.Model, path: str | Path) -> None:
+    """Save a model to ``path`` (.keras or .h5) through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        model.save(str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_trained_model(path: str | Path) -> keras.Model:
+    """Load a run directory's best model, or a ``.keras`` / ``.h5`` model file."""
+    from lightseg_tf.models import list_models
+
+    list_models()  # imports every architecture module so its custom layers are registered
+    import lightseg_tf.losses  # noqa: F401  (registers the custom objects)
+    import lightseg_tf.metrics  # noqa: F401
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_MODEL
+    if not path.is_file():
+        raise LightsegError(f"{path}: no such model file; pass a run directory or a .keras file")
+    try:
+        return keras.models.load_model(str(path), compile=False)
+    except (OSError, ValueError, TypeError) as exc:
+        raise LightsegError(f"{path}: cannot load as a Keras model ({exc}); is it the right file?") from None
+
+
+def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 8, tta: str | None = None) -> np.ndarray:
+    """Softmax probabilities ``[N, S, S, C]`` of letterboxed images ``[N, S, S, 1]``.
+
+    ``tta="hflip"`` averages the probabilities of the image and its mirror (flipped back).
+    """
+    probs = tf.nn.softmax(model.predict(images, batch_size=batch_size, verbose=0), axis=-1).numpy()
+    if tta == "hflip":
+        flipped = model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0)
+        probs = 0.5 * (probs + tf.nn.softmax(flipped, axis=-1).numpy()[:, :, ::-1])
+    elif tta not in (None, "", "none"):
+        raise LightsegError(f"unknown test-time augmentation {tta!r}; use hflip or none")
+    return probs

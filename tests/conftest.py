@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny phantom datasets and the optional real data in ../shared/datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import lightseg_tf  # noqa: F401  (pins tf-keras before TensorFlow is imported)
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """16 phantom images of 64x64 in the native layout."""
+    from lightseg_tf.data.phantom import write_phantom_dataset
+
+    return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "ph", n=16, size=64, seed=3)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``../shared/datasets`` when present; skips the test otherwise."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real data not available: {SHARED_DATASETS} is absent (a fresh clone has no ../shared)")
+    return SHARED_DATASETS

@@ -1,0 +1,51 @@
+import pytest
+
+from lightseg_tf.config import ConfigError, dump_config, load_config
+
+
+def test_defaults_yaml_and_overrides_stack(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: exp1\ndata:\n  image_size: 64\n  augment:\n    hflip: 0.0\nmodel:\n  options: {depth: 3}\n")
+    cfg = load_config(path, ["data.batch_size=4", "train.learning_rate=1e-3", "data.format=hc18",
+                             "loss.terms={dice: 1, lovasz: 0.5}"])
+    assert cfg.name == "exp1" and cfg.data.image_size == 64 and cfg.data.augment.hflip == 0.0
+    assert cfg.data.augment.affine == 0.7  # untouched default in a partially overridden section
+    assert cfg.model.options == {"depth": 3}
+    assert cfg.data.batch_size == 4 and cfg.train.learning_rate == 1e-3 and cfg.data.format == "hc18"
+    assert cfg.loss.terms == {"dice": 1.0, "lovasz": 0.5}
+    assert isinstance(cfg.loss.terms["dice"], float)
+    # The resolved config round-trips through YAML.
+    (tmp_path / "r.yaml").write_text(dump_config(cfg))
+    assert load_config(tmp_path / "r.yaml") == cfg
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("data.imgsize=64", "data.imgsize"),
+    ("nosuch.key=1", "nosuch"),
+    ("data.augment.flip=0.5", "data.augment.flip"),
+    ("data.image_size=big", "data.image_size"),
+    ("data.image_size=1.5", "data.image_size"),
+    ("data.cache=3", "data.cache"),
+    ("train.optimizer=rmsprop", "train.optimizer"),
+    ("loss.terms={dice: high}", "loss.terms.dice"),
+    ("data=5", "data"),
+    ("noequals", "key.sub=value"),
+])
+def test_errors_name_the_key(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert fragment in str(err.value)
+
+
+def test_yaml_file_errors_name_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.epochz"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_optional_and_int_to_float():
+    cfg = load_config(None, ["data.format=null", "train.weight_decay=0"])
+    assert cfg.data.format is None and cfg.train.weight_decay == 0.0
