@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +195,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
     model.fit(splits.train, validation_data=splits.val, epochs=cfg.train.epochs,
               callbacks=callbacks, verbose=cfg.train.verbose)
 
+    shutil.rmtree(run / "backup", ignore_errors=True)  # the run finished; nothing to resume
     hist = read_history(history_csv)
     if not best_path.exists():
         raise LightsegError(f"{run}: training produced no checkpoint (diverged?); see {run / 'log.txt'}")
