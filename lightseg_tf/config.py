@@ -93,6 +93,10 @@ class TrainConfig:
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     jit_compile: bool = False
+    # Keras' default BN momentum (0.99) makes the moving statistics lag far behind the weights
+    # in short trainings: the demo's U-Net scored 0 Dice on CSP/LV in inference mode but 0.70
+    # with batch statistics. 0.9 (PyTorch's equivalent default) fixes it; null keeps the model's.
+    bn_momentum: float | None = 0.9
     verbose: int = 1
 
 

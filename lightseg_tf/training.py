@@ -84,6 +84,20 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
 
 
+def set_bn_momentum(model: keras.Model, momentum: float) -> int:
+    """Set the moving-average momentum of every BatchNormalization layer (nested models too).
+
+    Returns:
+        The number of layers changed.
+    """
+    changed = 0
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+            changed += 1
+    return changed
+
+
 def _best_so_far(history_csv: Path) -> float | None:
     """Highest monitored value in an existing history (so a resumed run keeps its best)."""
     if not history_csv.exists():
@@ -166,6 +180,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
     with strategy.scope():
         model = build_model(cfg.model.name, (cfg.data.image_size, cfg.data.image_size, 1),
                             dataset.num_classes, **cfg.model.options)
+        if cfg.train.bn_momentum is not None:
+            set_bn_momentum(model, cfg.train.bn_momentum)
         model.compile(
             optimizer=make_optimizer(cfg.train, steps),
             loss=build_loss(cfg.loss),

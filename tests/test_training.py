@@ -74,3 +74,15 @@ def test_loading_a_wrong_file_is_a_clear_error(tmp_path):
     bad.write_bytes(np.random.default_rng(0).bytes(100))
     with pytest.raises(LightsegError, match="model.keras"):
         load_trained_model(bad)
+
+
+def test_bn_momentum_is_set_on_every_batchnorm_including_nested():
+    from lightseg_tf.models import build_model
+    from lightseg_tf.training import set_bn_momentum
+
+    inner = build_model("unet", (32, 32, 1), 3, base_filters=4, depth=2)
+    outer = keras.Sequential([inner])
+    n_bn = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in inner.layers)
+    assert set_bn_momentum(outer, 0.9) == n_bn > 0
+    assert all(layer.momentum == 0.9 for layer in inner.layers
+               if isinstance(layer, keras.layers.BatchNormalization))

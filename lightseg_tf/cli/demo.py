@@ -11,13 +11,13 @@ import sys
 # The demo's overrides of the config defaults: small and quick on a 2-core CPU.
 DEMO_OVERRIDES = (
     "name=demo",
-    "data.image_size=96",
+    "data.image_size=128",
     "data.batch_size=8",
-    "data.phantom_n=120",
+    "data.phantom_n=160",
     "model.name=unet",
-    "model.options={base_filters: 12, depth: 4}",
+    "model.options={base_filters: 16, depth: 4}",
     "train.epochs=20",
-    "train.learning_rate=0.003",
+    "train.learning_rate=0.005",
 )
 
 
