@@ -3,7 +3,11 @@
 Coordinates are continuous pixel coordinates: pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``
 and its centre is ``(j + 0.5, i + 0.5)``. A letterboxed point is
 ``x_lb = x * scale_x + pad_x`` (same for y), which matches OpenCV's half-pixel resize grid.
-Padding is split evenly (the extra pixel on the right/bottom), filled with 0.
+Padding is split evenly (the extra pixel on the right/bottom), filled with 0. Masks are
+resampled nearest at half-pixel centres, ``src = floor((dst + 0.5) * n_in / n_out)`` in
+float64 — written out here (not OpenCV's INTER_NEAREST, which samples ``floor(dst * scale)``
+and shifts a mask by up to half a pixel) so the edge runner, the Kotlin and the browser ports
+reproduce it bit for bit.
 """
 
 from __future__ import annotations
@@ -75,11 +79,22 @@ def letterbox_image(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox
     return _paste(resized, lb), lb
 
 
+def nearest_indices(n_out: int, n_in: int) -> np.ndarray:
+    """Source index of each of ``n_out`` output samples: nearest at half-pixel centres."""
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+def resize_nearest(mask: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Nearest-neighbour resize of ``[H, W]`` class ids to ``[out_h, out_w]``."""
+    rows = nearest_indices(out_h, mask.shape[0])
+    cols = nearest_indices(out_w, mask.shape[1])
+    return mask[rows][:, cols]
+
+
 def letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Letterbox a class-id mask ``[H, W]`` with nearest-neighbour sampling."""
     lb = letterbox_params(mask.shape[0], mask.shape[1], size)
-    resized = cv2.resize(mask.astype(np.int32), (lb.new_w, lb.new_h), interpolation=cv2.INTER_NEAREST)
-    return _paste(resized, lb)
+    return _paste(resize_nearest(mask.astype(np.int32), lb.new_h, lb.new_w), lb)
 
 
 def unletterbox_probs(probs: np.ndarray, lb: Letterbox) -> np.ndarray:
@@ -91,5 +106,5 @@ def unletterbox_probs(probs: np.ndarray, lb: Letterbox) -> np.ndarray:
 
 def unletterbox_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
     """Crop and resize (nearest) a letterboxed class map back to ``[orig_h, orig_w]``."""
-    crop = np.ascontiguousarray(mask[lb.pad_y:lb.pad_y + lb.new_h, lb.pad_x:lb.pad_x + lb.new_w])
-    return cv2.resize(crop.astype(np.int32), (lb.orig_w, lb.orig_h), interpolation=cv2.INTER_NEAREST)
+    crop = mask[lb.pad_y:lb.pad_y + lb.new_h, lb.pad_x:lb.pad_x + lb.new_w]
+    return resize_nearest(crop.astype(np.int32), lb.orig_h, lb.orig_w)

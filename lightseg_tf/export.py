@@ -1,0 +1,306 @@
+"""TFLite export with a model card, integrity checks and an Edge TPU compatibility report.
+
+The exported graph takes what an edge device has: the letterboxed grayscale image
+``[1, S, S, 1]`` (uint8 raw pixels for int8 models; float32 in [0, 1] otherwise) and returns
+``class_map`` (uint8 ``[1, S, S]``) and ``probs`` (per-class probabilities ``[1, S, S, C]``,
+uint8 with scale 1/256 for int8 models). The card ``model.json`` beside the ``.tflite`` says
+how to letterbox, the classes and colours, the tensors' types and quantization, and the
+file's SHA-256, which :func:`load_tflite` checks before running anything.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from lightseg_tf import __version__
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.io_utils import write_bytes_atomic, write_json_atomic
+
+QUANT_MODES = ("int8", "float16", "dynamic", "float32")
+CARD_SCHEMA = "lightseg-model-card/1"
+
+# Ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on the Edge TPU",
+# supported operations table); anything else runs on the host CPU, and the compiler sends
+# every op AFTER the first unsupported one to the CPU too.
+EDGETPU_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS",
+    "FULLY_CONNECTED", "L2_NORMALIZATION", "LOGISTIC", "LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN",
+    "MINIMUM", "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "DEQUANTIZE", "REDUCE_MAX", "REDUCE_MIN",
+    "RELU", "RELU6", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
+    "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE", "STRIDED_SLICE", "SUB",
+    "SUM", "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE", "TRANSPOSE_CONV", "HARD_SWISH",
+})
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _serving_function(model, size: int):
+    """tf.function ``image [1,S,S,1] float32 -> {class_map uint8, probs float32}``."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 1], tf.float32, name="image")])
+    def serve(image):
+        probs = tf.nn.softmax(tf.cast(model(image, training=False), tf.float32), axis=-1)
+        return {"class_map": tf.cast(tf.argmax(probs, axis=-1), tf.uint8), "probs": probs}
+
+    return serve
+
+
+def convert(model, quant: str = "int8", representative: Iterable[np.ndarray] | None = None) -> bytes:
+    """Convert a Keras segmentation model (logits out) to a TFLite flatbuffer.
+
+    Args:
+        model: a Keras model ``[B,S,S,1] -> [B,S,S,C]`` logits (plain or QAT-wrapped).
+        quant: "int8" (full integer: int8 inside, uint8 image in, uint8 outputs, no float
+            fallback), "float16" (float16 weights), "dynamic" (int8 weights, float
+            activations) or "float32".
+        representative: letterboxed float32 images ``[S,S,1]`` in [0,1] from the TRAIN split,
+            required for int8 calibration (a QAT model uses its learned ranges instead).
+
+    Returns:
+        The .tflite bytes.
+    """
+    import tensorflow as tf
+
+    if quant not in QUANT_MODES:
+        raise LightsegError(f"unknown quantization {quant!r}; choose one of {list(QUANT_MODES)}")
+    size = int(model.input_shape[1])
+    serve = _serving_function(model, size)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    if quant == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif quant == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quant == "int8":
+        images = [np.asarray(x, np.float32).reshape(1, size, size, 1) for x in (representative or [])]
+        if not images:
+            raise LightsegError("int8 export needs representative TRAIN images for calibration")
+        # Pin the input range to exactly [0, 1] so the uint8 input is the raw pixel value
+        # (scale 1/255, zero point 0): one calibration copy carries a 0 and a 1 pixel.
+        anchor = images[0].copy()
+        anchor[0, 0, 0, 0], anchor[0, 0, 1, 0] = 0.0, 1.0
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x] for x in [anchor, *images])
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.uint8
+    try:
+        return conv.convert()
+    except Exception as exc:  # the converter raises many types; name the model and mode
+        raise LightsegError(f"TFLite conversion ({quant}) of model {model.name!r} failed: {exc}") from None
+
+
+def _interpreter(model_content: bytes | None = None, model_path: str | None = None, threads: int = 1,
+                 delegates: bool = True):
+    """A LiteRT interpreter; ``delegates=False`` keeps the plain op list (no XNNPACK node)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_content=model_content, model_path=model_path, num_threads=threads,
+                       experimental_op_resolver_type=resolver)
+
+
+def _tensor_entry(detail) -> dict:
+    scale, zero = detail["quantization"]
+    return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
+            "shape": [int(v) for v in detail["shape"]],
+            "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+
+
+def _io_by_name(interp) -> tuple[dict, dict]:
+    """Input details, and output details keyed by signature name (class_map, probs)."""
+    sig = interp.get_signature_runner()
+    inputs = sig.get_input_details()
+    outputs = sig.get_output_details()
+    return inputs, outputs
+
+
+def inspect_tflite(content: bytes) -> dict:
+    """Op list, tensor types and I/O of a flatbuffer, for the card and the Edge TPU report."""
+    interp = _interpreter(model_content=content, delegates=False)
+    interp.allocate_tensors()
+    ops = [d["op_name"] for d in interp._get_ops_details()]
+    inputs, outputs = _io_by_name(interp)
+    tensors = interp.get_tensor_details()
+    return {
+        "ops": ops,
+        "inputs": {k: _tensor_entry(v) for k, v in inputs.items()},
+        "outputs": {k: _tensor_entry(v) for k, v in outputs.items()},
+        "tensor_dtypes": sorted({np.dtype(t["dtype"]).name for t in tensors}),
+        "dynamic_shapes": [t["name"] for t in tensors if -1 in list(t.get("shape_signature", []))],
+        "float_tensors": [t["name"] for t in tensors if np.dtype(t["dtype"]).kind == "f"],
+    }
+
+
+def edgetpu_report(info: dict) -> dict:
+    """What would keep a model off the Edge TPU: unsupported ops, float tensors, dynamic shapes.
+
+    Returns:
+        ``{"compatible": bool, "unsupported_ops": [...], "first_unsupported_index": i|None,
+        "cpu_tail_ops": [...], "float_tensors": [...], "dynamic_shapes": [...], "notes": [...]}``.
+        ``compatible`` is True when the whole graph up to the output post-processing
+        (ARG_MAX/CAST after SOFTMAX, which the host runs) maps to the TPU.
+    """
+    ops = info["ops"]
+    unsupported = [(i, op) for i, op in enumerate(ops) if op not in EDGETPU_OPS]
+    first = unsupported[0][0] if unsupported else None
+    # The class map (ARG_MAX + CAST) is post-processing after SOFTMAX: accepted on the CPU.
+    tail_ok = first is not None and all(op in ("ARG_MAX", "CAST", "QUANTIZE") for op in ops[first:])
+    notes = []
+    if tail_ok:
+        notes.append("ARG_MAX/CAST (the class map) run on the host CPU after the TPU part")
+    compatible = (first is None or tail_ok) and not info["float_tensors"] and not info["dynamic_shapes"]
+    return {
+        "compatible": bool(compatible),
+        "unsupported_ops": sorted({op for _, op in unsupported}),
+        "first_unsupported_index": first,
+        "cpu_tail_ops": ops[first:] if first is not None else [],
+        "float_tensors": info["float_tensors"],
+        "dynamic_shapes": info["dynamic_shapes"],
+        "notes": notes,
+    }
+
+
+def build_card(content: bytes, *, name: str, classes: Iterable[str], colors: Iterable[Iterable[int]],
+               size: int, quant: str, info: dict | None = None, **extra) -> dict:
+    """The model card (JSON-safe dict) for a flatbuffer; ``extra`` adds data/metrics/... fields."""
+    info = info or inspect_tflite(content)
+    return {
+        "schema": CARD_SCHEMA,
+        "name": name,
+        "version": extra.pop("version", "1"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "lightseg_tf": __version__,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+        "quantization": quant,
+        "classes": [{"id": i, "name": n, "color": [int(c) for c in col]}
+                    for i, (n, col) in enumerate(zip(classes, colors))],
+        "input": {
+            **info["inputs"]["image"],
+            "size": size,
+            "letterbox": ("scale = min(S/H, S/W); resize to (round(W*scale), round(H*scale)) with "
+                          "bilinear sampling at half-pixel centres (OpenCV INTER_LINEAR, no "
+                          "antialiasing); paste at ((S-w)//2, (S-h)//2) on a black SxS canvas"),
+            "normalisation": ("uint8 raw gray pixels (the tensor's scale 1/255, zero point 0 maps "
+                              "them to [0, 1])" if quant == "int8" else "float32 gray / 255, in [0, 1]"),
+        },
+        "outputs": info["outputs"],
+        "edgetpu": edgetpu_report(info),
+        **extra,
+    }
+
+
+def write_export(content: bytes, card: dict, out: str | Path) -> tuple[Path, Path]:
+    """Write ``out`` (.tflite) and its card ``out`` with ``.json`` suffix, each atomically."""
+    out = Path(out)
+    if out.suffix != ".tflite":
+        raise LightsegError(f"{out}: the model file must end in .tflite")
+    card_path = out.with_suffix(".json")
+    write_bytes_atomic(out, content)
+    write_json_atomic(card_path, card)
+    return out, card_path
+
+
+def read_card(path: str | Path) -> dict:
+    """The card of ``model.tflite`` (``model.json`` beside it) or a card file."""
+    path = Path(path)
+    card_path = path.with_suffix(".json") if path.suffix == ".tflite" else path
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise LightsegError(f"{card_path}: model card missing; re-export the model with lightseg export") from None
+    except json.JSONDecodeError as exc:
+        raise LightsegError(f"{card_path}: model card is not valid JSON ({exc})") from None
+    if card.get("schema") != CARD_SCHEMA:
+        raise LightsegError(f"{card_path}: not a lightseg model card (schema {card.get('schema')!r})")
+    return card
+
+
+@dataclass
+class TFLiteSegmenter:
+    """A checked TFLite segmentation model: ``predict(images) -> probs`` like a Keras model."""
+
+    path: Path
+    card: dict
+    interpreter: object
+
+    @property
+    def size(self) -> int:
+        return int(self.card["input"]["size"])
+
+    @property
+    def classes(self) -> list[str]:
+        return [c["name"] for c in self.card["classes"]]
+
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One letterboxed image ``[S,S,1]`` float in [0,1] -> (class map ``[S,S]``, probs ``[S,S,C]``)."""
+        inp = self.card["input"]
+        x = np.asarray(image, np.float32).reshape(1, self.size, self.size, 1)
+        if inp["dtype"] == "uint8":
+            x = np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+        out = self.interpreter.get_signature_runner()(image=x)
+        probs = out["probs"][0].astype(np.float32)
+        q = self.card["outputs"]["probs"]["quantization"]
+        if q:
+            probs = (probs - q["zero_point"]) * q["scale"]
+        return out["class_map"][0].astype(np.int32), probs
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N,S,S,C]`` for letterboxed images ``[N,S,S,1]``."""
+        return np.stack([self.run(im)[1] for im in images])
+
+
+def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) -> TFLiteSegmenter:
+    """Load a .tflite after checking it against its card (SHA-256, I/O types, shapes, quantization).
+
+    Raises:
+        LightsegError: missing/corrupt file or card, checksum mismatch, I/O not as carded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LightsegError(f"{path}: no such model file")
+    card = card or read_card(path)
+    digest = sha256_file(path)
+    if digest != card["sha256"]:
+        raise LightsegError(f"{path}: SHA-256 {digest[:12]}... does not match its card "
+                            f"({card['sha256'][:12]}...): the file is corrupt or not the carded model")
+    try:
+        interp = _interpreter(model_path=str(path), threads=threads)
+        interp.allocate_tensors()
+        inputs, outputs = _io_by_name(interp)
+    except (ValueError, RuntimeError) as exc:
+        raise LightsegError(f"{path}: cannot load as a TFLite model ({exc})") from None
+    actual = {"image": inputs.get("image")}
+    expected = {"image": card["input"]}
+    for name in ("class_map", "probs"):
+        actual[name] = outputs.get(name)
+        expected[name] = card["outputs"].get(name)
+    for name, detail in actual.items():
+        want = expected[name]
+        if detail is None or want is None:
+            raise LightsegError(f"{path}: tensor {name!r} missing from the model or its card")
+        got = _tensor_entry(detail)
+        for field in ("dtype", "shape", "quantization"):
+            g, w = got[field], want[field]
+            same = (np.allclose([g["scale"], g["zero_point"]], [w["scale"], w["zero_point"]])
+                    if field == "quantization" and g and w else g == w)
+            if not same:
+                raise LightsegError(f"{path}: tensor {name!r} {field} is {g}, its card says {w}; "
+                                    "the card belongs to another model")
+    return TFLiteSegmenter(path, card, interp)

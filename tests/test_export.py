@@ -1,0 +1,116 @@
+"""TFLite export: conversion modes, the model card, integrity checks and the Edge TPU report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.export import (build_card, convert, edgetpu_report, inspect_tflite, load_tflite,
+                                read_card, write_export)
+from lightseg_tf.models import build_model
+
+SIZE = 32
+CLASSES = ["background", "Brain", "CSP", "LV"]
+COLORS = [[0, 0, 0], [230, 60, 60], [60, 200, 90], [60, 110, 230]]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_model("unet", (SIZE, SIZE, 1), 4, base_filters=4, depth=2)
+
+
+@pytest.fixture(scope="module")
+def calib():
+    rng = np.random.default_rng(0)
+    return [rng.random((SIZE, SIZE, 1), dtype=np.float32) for _ in range(4)]
+
+
+@pytest.fixture(scope="module")
+def int8_export(tiny_model, calib, tmp_path_factory):
+    content = convert(tiny_model, "int8", calib)
+    card = build_card(content, name="tiny", classes=CLASSES, colors=COLORS, size=SIZE, quant="int8",
+                      metrics={"mean_fg_dice": None})
+    return write_export(content, card, tmp_path_factory.mktemp("exp") / "model.tflite")
+
+
+def test_int8_graph_is_integer_throughout_with_raw_uint8_input(int8_export):
+    path, card_path = int8_export
+    info = inspect_tflite(path.read_bytes())
+    assert info["inputs"]["image"]["dtype"] == "uint8"
+    q = info["inputs"]["image"]["quantization"]
+    assert np.isclose(q["scale"], 1 / 255) and q["zero_point"] == 0  # raw pixels, no rescaling
+    assert info["outputs"]["class_map"]["dtype"] == "uint8"
+    assert info["outputs"]["probs"]["dtype"] == "uint8"
+    assert info["float_tensors"] == [] and info["dynamic_shapes"] == []
+    assert "CONV_2D" in info["ops"]
+
+
+def test_card_round_trip_and_edgetpu_report(int8_export):
+    path, card_path = int8_export
+    card = read_card(path)
+    assert card == json.loads(card_path.read_text())
+    assert [c["name"] for c in card["classes"]] == CLASSES and card["classes"][2]["color"] == COLORS[2]
+    assert card["input"]["size"] == SIZE and card["quantization"] == "int8"
+    assert card["edgetpu"]["compatible"] and card["edgetpu"]["cpu_tail_ops"][0] == "ARG_MAX"
+    seg = load_tflite(path)
+    assert seg.classes == CLASSES and seg.size == SIZE
+
+
+def test_edgetpu_report_flags_float_and_unsupported_ops():
+    info = {"ops": ["QUANTIZE", "CONV_2D", "GELU", "CONV_2D", "SOFTMAX"], "float_tensors": ["x"],
+            "dynamic_shapes": []}
+    rep = edgetpu_report(info)
+    assert not rep["compatible"] and rep["unsupported_ops"] == ["GELU"]
+    assert rep["first_unsupported_index"] == 2 and rep["cpu_tail_ops"] == ["GELU", "CONV_2D", "SOFTMAX"]
+    ok = edgetpu_report({"ops": ["QUANTIZE", "CONV_2D", "SOFTMAX", "ARG_MAX", "CAST"],
+                         "float_tensors": [], "dynamic_shapes": []})
+    assert ok["compatible"]
+
+
+def test_tflite_agrees_with_keras(tiny_model, calib, int8_export):
+    seg = load_tflite(int8_export[0])
+    keras_map = tiny_model.predict(np.stack(calib), verbose=0).argmax(-1)
+    for image, expected in zip(calib, keras_map):
+        class_map, probs = seg.run(image)
+        assert class_map.shape == (SIZE, SIZE) and probs.shape == (SIZE, SIZE, 4)
+        np.testing.assert_array_equal(class_map, probs.argmax(-1))
+        # An untrained net has near-tied logits, so int8 rounding flips some pixels.
+        assert (class_map == expected).mean() > 0.7
+    content = convert(tiny_model, "float32")
+    card = build_card(content, name="f", classes=CLASSES, colors=COLORS, size=SIZE, quant="float32")
+    path, _ = write_export(content, card, int8_export[0].parent / "f32.tflite")
+    np.testing.assert_array_equal(load_tflite(path).run(calib[0])[0], keras_map[0])
+
+
+def test_flipped_byte_is_a_checksum_error(int8_export, tmp_path):
+    path, card_path = int8_export
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(bytes(data))
+    (tmp_path / "model.json").write_text(card_path.read_text())
+    with pytest.raises(LightsegError, match="SHA-256"):
+        load_tflite(bad)
+
+
+def test_card_of_another_model_is_refused(int8_export, tiny_model, tmp_path):
+    path, card_path = int8_export
+    content = convert(tiny_model, "float32")
+    (tmp_path / "other.tflite").write_bytes(content)
+    card = json.loads(card_path.read_text())
+    import hashlib
+    card["sha256"] = hashlib.sha256(content).hexdigest()  # right file hash, wrong I/O description
+    (tmp_path / "other.json").write_text(json.dumps(card))
+    with pytest.raises(LightsegError, match="'image' dtype"):
+        load_tflite(tmp_path / "other.tflite")
+
+
+def test_missing_card_and_bad_mode_are_clear(int8_export, tmp_path, tiny_model):
+    (tmp_path / "lonely.tflite").write_bytes(int8_export[0].read_bytes())
+    with pytest.raises(LightsegError, match="model card missing"):
+        load_tflite(tmp_path / "lonely.tflite")
+    with pytest.raises(LightsegError, match="unknown quantization"):
+        convert(tiny_model, "int4")
+    with pytest.raises(LightsegError, match="representative"):
+        convert(tiny_model, "int8", [])
