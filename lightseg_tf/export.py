@@ -304,3 +304,39 @@ def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) ->
                 raise LightsegError(f"{path}: tensor {name!r} {field} is {g}, its card says {w}; "
                                     "the card belongs to another model")
     return TFLiteSegmenter(path, card, interp)
+
+
+def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: int = 64,
+               model_file: str | None = None) -> tuple[Path, Path]:
+    """Export a training run's best model (or ``model_file`` inside it) with its card.
+
+    The representative sample for int8 calibration is the first ``calib_n`` images of the
+    run's TRAIN split, letterboxed exactly as in training.
+    """
+    from lightseg_tf.config import load_config
+    from lightseg_tf.data.pipeline import load_letterboxed
+    from lightseg_tf.data.split import load_split
+    from lightseg_tf.palette import class_colors
+    from lightseg_tf.training import BEST_MODEL, load_trained_model, resolve_dataset
+
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise LightsegError(f"{run}: not a run directory (no config.yaml); pass the folder `lightseg train` made")
+    cfg = load_config(run / "config.yaml")
+    model = load_trained_model(run / (model_file or BEST_MODEL))
+    size = int(model.input_shape[1])
+    dataset = resolve_dataset(cfg.data, run)
+    train = dataset.subset(load_split(run / "split.json", dataset)["train"])
+    calib = [load_letterboxed(train, i, size)[0] for i in range(min(calib_n, len(train)))]
+    content = convert(model, quant, calib)
+    summary = run / "eval_test_summary.json"
+    card = build_card(
+        content, name=f"{cfg.name}-{cfg.model.name}-{quant}", classes=dataset.classes,
+        colors=class_colors(dataset.num_classes), size=size, quant=quant,
+        model={"architecture": cfg.model.name, "options": cfg.model.options,
+               "parameters": int(model.count_params())},
+        training_data={"path": str(dataset.root), "format": dataset.format, "train_images": len(train),
+                       "calibration_images": len(calib) if quant == "int8" else 0},
+        metrics=json.loads(summary.read_text()) if summary.exists() else None,
+    )
+    return write_export(content, card, out)

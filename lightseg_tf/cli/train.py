@@ -15,7 +15,9 @@ def register(sub) -> None:
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="score a trained model at original resolution")
-    p.add_argument("model", metavar="RUN_OR_MODEL", help="run directory or .keras model file")
+    p.add_argument("model", metavar="RUN_OR_MODEL", nargs="?", default=None,
+                   help="run directory, .keras model file, or .tflite (its model.json beside it)")
+    p.add_argument("--tflite", default=None, help="evaluate this .tflite model instead")
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--format", default=None, help="reader name (default: detect)")
     p.add_argument("--split", default="test", help="test|val|train|all (default test)")
@@ -49,19 +51,32 @@ def run_evaluate(args) -> int:
     from lightseg_tf.evaluate import evaluate, format_summary, write_results
     from lightseg_tf.training import load_trained_model, predict_probs
 
-    model = load_trained_model(args.model)
-    size = args.size or model.input_shape[1]
+    target = args.tflite or args.model
+    if target is None:
+        raise LightsegError("evaluate needs a RUN_OR_MODEL or --tflite model.tflite")
+    model_path = Path(target)
+    if model_path.suffix == ".tflite":
+        from lightseg_tf.export import load_tflite
+
+        seg = load_tflite(model_path)
+        if args.tta != "none":
+            raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
+        size, predict_fn = seg.size, seg.predict
+    else:
+        model = load_trained_model(model_path)
+        size = args.size or model.input_shape[1]
+        predict_fn = lambda x: predict_probs(model, x, tta=args.tta)  # noqa: E731
     dataset = read_dataset(args.data, args.format)
-    model_path = Path(args.model)
     if args.split != "all":
         split_file = args.split_file or (model_path / "split.json" if model_path.is_dir() else None)
         if split_file is None or not Path(split_file).exists():
-            raise LightsegError(f"--split {args.split} needs --split-file (no split.json beside {args.model})")
+            raise LightsegError(f"--split {args.split} needs --split-file (no split.json in {target})")
         ids = load_split(split_file, dataset)[args.split]
         dataset = dataset.subset(ids)
-    result = evaluate(lambda x: predict_probs(model, x, tta=args.tta), dataset, size)
+    result = evaluate(predict_fn, dataset, size)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent)
-    stem = f"eval_{args.split}" + ("_hflip" if args.tta == "hflip" else "")
+    stem = (f"eval_{args.split}" + ("_hflip" if args.tta == "hflip" else "")
+            + (f"_{model_path.stem}" if model_path.suffix == ".tflite" else ""))
     csv_path, json_path = write_results(result, out, stem)
     if args.json:
         print(json.dumps(result.summary, indent=2))
