@@ -1,7 +1,8 @@
 """Evaluation at ORIGINAL resolution: predictions are un-letterboxed before scoring.
 
-Scores are per image and class (CSV) and summarised (JSON); Dice and IoU follow the
-empty-class convention of :mod:`lightseg_tf.metrics`.
+Scores are per image and class (CSV) and summarised (JSON); every metric follows the
+empty-class convention of :mod:`lightseg_tf.metrics`. Surface distances are in mm with each
+image's own pixel size, in pixels where it is unknown (the summary says which).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_params, unletterbox_probs
 from lightseg_tf.io_utils import atomic_path, write_json_atomic
-from lightseg_tf.metrics import dice_iou_per_class
+from lightseg_tf.metrics import OVERLAP, SURFACE, score_image, summarise
 
 
 @dataclass
@@ -44,38 +45,35 @@ def predict_dataset(predict_fn, dataset: SegDataset, size: int, batch_size: int 
             yield rec, img, mask, unletterbox_probs(p, lb)
 
 
-def summarise(rows: list[dict], classes: tuple[str, ...]) -> dict:
-    """Per-class mean Dice/IoU over images (empty pairs skipped) and the foreground mean."""
-    out: dict = {"images": len(rows), "per_class": {}}
-    for metric in ("dice", "iou"):
-        for k, name in enumerate(classes):
-            vals = np.array([r[f"{metric}_{name}"] for r in rows], float)
-            out["per_class"].setdefault(name, {})[metric] = (
-                float(np.nanmean(vals)) if np.isfinite(vals).any() else None
-            )
-        fg = [out["per_class"][c][metric] for c in classes[1:] if out["per_class"][c][metric] is not None]
-        out[f"mean_fg_{metric}"] = float(np.mean(fg)) if fg else None
-    return out
-
-
 def evaluate(predict_fn, dataset: SegDataset, size: int, batch_size: int = 8,
-             postprocess=None) -> EvalResult:
+             postprocess=None, surface: bool = True) -> EvalResult:
     """Score ``predict_fn`` on every annotated record of ``dataset`` at original resolution.
 
     Args:
+        predict_fn: ``[N, S, S, 1] -> [N, S, S, C]`` probabilities of letterboxed images.
+        size: the model's input side S.
         postprocess: optional ``(class_map [H,W], probs [H,W,C]) -> class_map``.
+        surface: also compute HD95 / ASSD.
+
+    Returns:
+        One CSV-ready row per image and the :func:`lightseg_tf.metrics.summarise` summary.
     """
-    rows = []
+    rows, scores = [], []
+    units = set()
     for rec, _, mask, probs in predict_dataset(predict_fn, dataset, size, batch_size):
         pred = probs.argmax(-1).astype(np.int32)
         if postprocess is not None:
             pred = postprocess(pred, probs)
-        dice, iou = dice_iou_per_class(pred, mask, dataset.num_classes)
-        row = {"id": rec.id, "subject": rec.subject}
-        row.update({f"dice_{c}": float(d) for c, d in zip(dataset.classes, dice)})
-        row.update({f"iou_{c}": float(v) for c, v in zip(dataset.classes, iou)})
+        s = score_image(pred, mask, dataset.num_classes, rec.pixel_size_mm, surface=surface)
+        units.add("mm" if rec.pixel_size_mm else "px")
+        scores.append(s)
+        row = {"id": rec.id, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
+        for m in (*OVERLAP, *(SURFACE if surface else ())):
+            row.update({f"{m}_{c}": float(v) for c, v in zip(dataset.classes, s[m])})
         rows.append(row)
-    return EvalResult(rows, summarise(rows, dataset.classes))
+    summary = summarise(scores, dataset.classes)
+    summary["surface_distance_units"] = "/".join(sorted(units)) if surface else None
+    return EvalResult(rows, summary)
 
 
 def write_results(result: EvalResult, out_dir: str | Path, stem: str = "eval") -> tuple[Path, Path]:
@@ -94,11 +92,18 @@ def write_results(result: EvalResult, out_dir: str | Path, stem: str = "eval") -
 
 
 def format_summary(summary: dict) -> str:
-    """A small text table of per-class Dice / IoU."""
-    lines = [f"{'class':<14}{'Dice':>8}{'IoU':>8}"]
+    """A small text table of per-class Dice / IoU (and HD95 / ASSD when computed)."""
+    surface = "hd95" in next(iter(summary["per_class"].values()))
+    unit = summary.get("surface_distance_units") or ""
+    head = f"{'class':<14}{'Dice':>8}{'IoU':>8}" + (f"{'HD95 ' + unit:>12}{'ASSD ' + unit:>12}" if surface else "")
+
+    def fmt(v, w=8, d=4):
+        return f"{v:{w}.{d}f}" if v is not None else f"{'n/a':>{w}}"
+
+    lines = [head]
     for name, m in summary["per_class"].items():
-        fmt = lambda v: f"{v:8.4f}" if v is not None else f"{'n/a':>8}"  # noqa: E731
-        lines.append(f"{name:<14}{fmt(m['dice'])}{fmt(m['iou'])}")
-    lines.append(f"{'mean (fg)':<14}{summary['mean_fg_dice'] or float('nan'):8.4f}"
-                 f"{summary['mean_fg_iou'] or float('nan'):8.4f}")
+        extra = fmt(m["hd95"], 12, 2) + fmt(m["assd"], 12, 2) if surface else ""
+        lines.append(f"{name:<14}{fmt(m['dice'])}{fmt(m['iou'])}{extra}")
+    extra = fmt(summary["mean_fg_hd95"], 12, 2) + fmt(summary["mean_fg_assd"], 12, 2) if surface else ""
+    lines.append(f"{'mean (fg)':<14}{fmt(summary['mean_fg_dice'])}{fmt(summary['mean_fg_iou'])}{extra}")
     return "\n".join(lines)
