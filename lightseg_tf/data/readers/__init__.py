@@ -26,7 +26,15 @@ class Reader:
 _READERS: dict[str, Reader] = {}
 
 # Modules whose import registers readers; imported lazily so `lightseg --help` stays fast.
-_READER_MODULES = ("lightseg_tf.data.readers.native",)
+_READER_MODULES = (
+    "lightseg_tf.data.readers.native",
+    "lightseg_tf.data.readers.hc18",
+    "lightseg_tf.data.readers.psfhs",
+    "lightseg_tf.data.readers.fetal_head_biometry",
+    "lightseg_tf.data.readers.folder",
+    "lightseg_tf.data.readers.medsegbench",
+    "lightseg_tf.data.readers.dicom",
+)
 
 
 def register_reader(name: str, detect: Callable[[Path], bool], description: str):

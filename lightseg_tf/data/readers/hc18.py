@@ -1,0 +1,91 @@
+"""HC18 challenge (van den Heuvel et al., PLoS ONE 2018; Zenodo 1327317).
+
+``training_set/NNN_HC.png`` (further images of subject NNN: ``NNN_2HC.png``, ``NNN_3HC.png``)
+with ``NNN_HC_Annotation.png`` and ``training_set_pixel_size_and_HC.csv``
+(``filename,pixel size(mm),head circumference (mm)``). The official annotations draw the
+ellipse OUTLINE; some copies have it filled. Both load as a filled head mask.
+Classes: background, head. ``test_set/`` images (no annotations) load with mask None.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lightseg_tf.data.dataset import Record, SegDataset
+from lightseg_tf.data.readers import register_reader
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.io_utils import read_pil
+
+NAME = re.compile(r"^(\d+)_(\d*)HC\.png$")
+CSV_NAMES = ("training_set_pixel_size_and_HC.csv", "test_set_pixel_size.csv")
+
+
+def _image_dirs(root: Path) -> list[Path]:
+    return [d for d in (root / "training_set", root / "test_set", root) if d.is_dir()
+            and any(NAME.match(p.name) for p in d.iterdir())]
+
+
+def _detect(path: Path) -> bool:
+    return path.is_dir() and bool(_image_dirs(path)) and any(
+        (d / n).exists() or (d.parent / n).exists() for d in _image_dirs(path) for n in CSV_NAMES)
+
+
+class HC18Dataset(SegDataset):
+    def load_mask(self, record: Record) -> np.ndarray:
+        """Filled head mask {0, 1}; an outline annotation is closed and filled."""
+        if record.mask is None:
+            raise LightsegError(f"{record.image}: HC18 test images have no annotation")
+        arr = np.asarray(read_pil(record.mask).convert("L"))
+        values = np.unique(arr)
+        if not set(values.tolist()) <= {0, 255} and not set(values.tolist()) <= {0, 1}:
+            raise LightsegError(f"{record.mask}: expected a 0/255 annotation, found values {values[:8].tolist()}")
+        edge = arr > 0
+        # An outline has few pixels for the area it encloses; closing first bridges the
+        # one-pixel gaps some outlines have, so filling cannot leak.
+        closed = ndimage.binary_closing(edge, structure=np.ones((3, 3), bool), iterations=2)
+        filled = ndimage.binary_fill_holes(closed)
+        if filled.sum() > 1.5 * edge.sum():  # it was an outline
+            return filled.astype(np.int32)
+        return ndimage.binary_fill_holes(edge).astype(np.int32)
+
+
+def _read_csv(path: Path) -> dict[str, tuple[float, float | None]]:
+    table = {}
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or "filename" not in header[0].lower():
+            raise LightsegError(f"{path}: expected a header 'filename,pixel size(mm),...'")
+        for line, row in enumerate(reader, 2):
+            try:
+                table[row[0]] = (float(row[1]), float(row[2]) if len(row) > 2 and row[2] else None)
+            except (IndexError, ValueError):
+                raise LightsegError(f"{path}:{line}: cannot read pixel size / HC from {row}") from None
+    return table
+
+
+@register_reader("hc18", _detect, "HC18: training_set/NNN_HC.png + _Annotation.png + pixel-size CSV")
+def read_hc18(path: str | Path) -> SegDataset:
+    """Read an HC18 folder (the release root, or its training_set/ / test_set/)."""
+    root = Path(path)
+    records = []
+    for folder in _image_dirs(root):
+        csv_path = next((p for n in CSV_NAMES for p in (folder / n, folder.parent / n) if p.exists()), None)
+        table = _read_csv(csv_path) if csv_path else {}
+        names = sorted(p.name for p in folder.iterdir() if NAME.match(p.name))
+        for name in names:
+            subject = NAME.match(name).group(1)
+            mask = folder / name.replace(".png", "_Annotation.png")
+            px, hc = table.get(name, (None, None))
+            records.append(Record(id=Path(name).stem, image=str(folder / name),
+                                  mask=str(mask) if mask.exists() else None, subject=subject,
+                                  plane="trans-thalamic", pixel_size_mm=px, hc_mm=hc))
+        missing = sorted(set(table) - set(names))
+        if missing:
+            raise LightsegError(f"{csv_path}: rows without an image in {folder}: {missing[:5]}")
+    return HC18Dataset(format="hc18", classes=("background", "head"), records=records, root=root)
