@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-DATA_COMMAND_MODULES: tuple[str, ...] = ("lightseg_tf.cli.data_phantom",)
+DATA_COMMAND_MODULES: tuple[str, ...] = ("lightseg_tf.cli.data_phantom", "lightseg_tf.cli.data_real")
 
 
 def register(sub) -> None:

@@ -45,13 +45,16 @@ class HC18Dataset(SegDataset):
         if not set(values.tolist()) <= {0, 255} and not set(values.tolist()) <= {0, 1}:
             raise LightsegError(f"{record.mask}: expected a 0/255 annotation, found values {values[:8].tolist()}")
         edge = arr > 0
-        # An outline has few pixels for the area it encloses; closing first bridges the
-        # one-pixel gaps some outlines have, so filling cannot leak.
+        if not edge.any():
+            return edge.astype(np.int32)
+        rows, cols = np.flatnonzero(edge.any(1)), np.flatnonzero(edge.any(0))
+        box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+        if edge.sum() > 0.5 * box:  # already filled (a filled ellipse covers pi/4 of its box)
+            return ndimage.binary_fill_holes(edge).astype(np.int32)
+        # An outline: closing bridges the one-pixel gaps some outlines have, so the fill
+        # cannot leak out.
         closed = ndimage.binary_closing(edge, structure=np.ones((3, 3), bool), iterations=2)
-        filled = ndimage.binary_fill_holes(closed)
-        if filled.sum() > 1.5 * edge.sum():  # it was an outline
-            return filled.astype(np.int32)
-        return ndimage.binary_fill_holes(edge).astype(np.int32)
+        return ndimage.binary_fill_holes(closed).astype(np.int32)
 
 
 def _read_csv(path: Path) -> dict[str, tuple[float, float | None]]:

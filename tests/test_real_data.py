@@ -1,0 +1,22 @@
+"""Real-data checks on ../shared/datasets (skipped where it is absent)."""
+
+import numpy as np
+
+from lightseg_tf.biometry import head_circumference_mm
+from lightseg_tf.data.readers import read_dataset
+
+
+def test_hc18_ellipse_hc_matches_reference(shared_datasets):
+    """Ellipse fitted to each filled annotation x pixel size vs the CSV's HC (every image)."""
+    ds = read_dataset(shared_datasets / "hc18", "hc18")
+    rel = np.array([head_circumference_mm(ds.load_mask(r), r.pixel_size_mm) / r.hc_mm - 1 for r in ds.records])
+    assert len(rel) == 741
+    assert np.median(np.abs(rel)) < 0.01  # issue 3 asks 3 %, the biometry issue 1 %
+    assert np.abs(rel).max() < 0.05
+
+
+def test_psfhs_every_label_holds_the_three_classes(shared_datasets):
+    ds = read_dataset(shared_datasets / "psfhs", "psfhs")
+    for rec in ds.records[::50]:
+        image, mask = ds.load_pair(rec)
+        assert image.shape == (256, 256, 1) and set(np.unique(mask)) == {0, 1, 2}
