@@ -24,6 +24,7 @@ from lightseg_tf.metrics import OVERLAP, SURFACE, score_image, summarise
 class EvalResult:
     rows: list[dict]  # one per image
     summary: dict
+    post: "EvalResult | None" = None  # the same predictions after post-processing
 
 
 def predict_dataset(predict_fn, dataset: SegDataset, size: int, batch_size: int = 8):
@@ -52,28 +53,35 @@ def evaluate(predict_fn, dataset: SegDataset, size: int, batch_size: int = 8,
     Args:
         predict_fn: ``[N, S, S, 1] -> [N, S, S, C]`` probabilities of letterboxed images.
         size: the model's input side S.
-        postprocess: optional ``(class_map [H,W], probs [H,W,C]) -> class_map``.
+        postprocess: optional ``(class_map [H,W], probs [H,W,C]) -> class_map``; when given,
+            the same predictions are scored with and without it (``result.post``).
         surface: also compute HD95 / ASSD.
 
     Returns:
         One CSV-ready row per image and the :func:`lightseg_tf.metrics.summarise` summary.
     """
-    rows, scores = [], []
+    variants = {"raw": ([], [])} | ({"post": ([], [])} if postprocess is not None else {})
     units = set()
     for rec, _, mask, probs in predict_dataset(predict_fn, dataset, size, batch_size):
-        pred = probs.argmax(-1).astype(np.int32)
-        if postprocess is not None:
-            pred = postprocess(pred, probs)
-        s = score_image(pred, mask, dataset.num_classes, rec.pixel_size_mm, surface=surface)
+        raw = probs.argmax(-1).astype(np.int32)
         units.add("mm" if rec.pixel_size_mm else "px")
-        scores.append(s)
-        row = {"id": rec.id, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
-        for m in (*OVERLAP, *(SURFACE if surface else ())):
-            row.update({f"{m}_{c}": float(v) for c, v in zip(dataset.classes, s[m])})
-        rows.append(row)
-    summary = summarise(scores, dataset.classes)
-    summary["surface_distance_units"] = "/".join(sorted(units)) if surface else None
-    return EvalResult(rows, summary)
+        for name, (rows, scores) in variants.items():
+            pred = raw if name == "raw" else postprocess(raw, probs)
+            s = score_image(pred, mask, dataset.num_classes, rec.pixel_size_mm, surface=surface)
+            scores.append(s)
+            row = {"id": rec.id, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
+            for m in (*OVERLAP, *(SURFACE if surface else ())):
+                row.update({f"{m}_{c}": float(v) for c, v in zip(dataset.classes, s[m])})
+            rows.append(row)
+    results = {}
+    for name, (rows, scores) in variants.items():
+        summary = summarise(scores, dataset.classes)
+        summary["surface_distance_units"] = "/".join(sorted(units)) if surface else None
+        summary["postprocessed"] = name == "post"
+        results[name] = EvalResult(rows, summary)
+    result = results["raw"]
+    result.post = results.get("post")
+    return result
 
 
 def write_results(result: EvalResult, out_dir: str | Path, stem: str = "eval") -> tuple[Path, Path]:

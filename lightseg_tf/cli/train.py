@@ -25,6 +25,9 @@ def register(sub) -> None:
                    help="split JSON (default: the run's split.json; 'all' ignores it)")
     p.add_argument("--size", type=int, default=None, help="input side (default: the model's)")
     p.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
+    p.add_argument("--postprocess", action="store_true",
+                   help="also score the post-processed predictions (largest head component, hole "
+                        "filling, small-structure limits) to measure its effect")
     p.add_argument("--out", default=None, help="folder for the CSV/JSON (default: the run directory)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_evaluate)
@@ -73,14 +76,25 @@ def run_evaluate(args) -> int:
             raise LightsegError(f"--split {args.split} needs --split-file (no split.json in {target})")
         ids = load_split(split_file, dataset)[args.split]
         dataset = dataset.subset(ids)
-    result = evaluate(predict_fn, dataset, size)
+    post = None
+    if args.postprocess:
+        from lightseg_tf.postprocess import make_postprocess
+
+        post = make_postprocess(dataset.classes)
+    result = evaluate(predict_fn, dataset, size, postprocess=post)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent)
     stem = (f"eval_{args.split}" + ("_hflip" if args.tta == "hflip" else "")
             + (f"_{model_path.stem}" if model_path.suffix == ".tflite" else ""))
     csv_path, json_path = write_results(result, out, stem)
+    if result.post is not None:
+        write_results(result.post, out, stem + "_postprocessed")
     if args.json:
-        print(json.dumps(result.summary, indent=2))
+        print(json.dumps({"raw": result.summary, "postprocessed": result.post.summary} if result.post
+                         else result.summary, indent=2))
     else:
         print(format_summary(result.summary))
+        if result.post is not None:
+            print("\nwith post-processing:")
+            print(format_summary(result.post.summary))
         print(f"per image: {csv_path}\nsummary:   {json_path}")
     return 0
