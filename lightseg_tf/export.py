@@ -54,8 +54,11 @@ def _serving_function(model, size: int):
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 1], tf.float32, name="image")])
     def serve(image):
-        probs = tf.nn.softmax(tf.cast(model(image, training=False), tf.float32), axis=-1)
-        return {"class_map": tf.cast(tf.argmax(probs, axis=-1), tf.uint8), "probs": probs}
+        logits = tf.cast(model(image, training=False), tf.float32)
+        # argmax of the logits (= of the softmax): keeps ARG_MAX on int8 logits in QAT graphs,
+        # where argmax of the softmax output made the converter insert a float DEQUANTIZE.
+        return {"class_map": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
+                "probs": tf.nn.softmax(logits, axis=-1)}
 
     return serve
 

@@ -36,7 +36,16 @@ class ModelSpec:
 _MODELS: dict[str, ModelSpec] = {}
 
 # Modules whose import registers builders; imported on first lookup, not at package import.
-_MODEL_MODULES = ("lightseg_tf.models.unet",)
+_MODEL_MODULES = (
+    "lightseg_tf.models.unet",
+    "lightseg_tf.models.unetpp",
+    "lightseg_tf.models.lightseg_student",
+    "lightseg_tf.models.rtseg",
+    "lightseg_tf.models.deeplabv3plus",
+    "lightseg_tf.models.segformer",
+    "lightseg_tf.models.segnet",
+    "lightseg_tf.models.sm_models",
+)
 
 
 def register_model(name: str, *, role: str = "teacher", qat_ready: bool = False, paper: str = ""):

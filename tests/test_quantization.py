@@ -1,0 +1,62 @@
+"""QAT (tensorflow-model-optimization) and full-int8 TFLite conversion of the students."""
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from lightseg_tf.config import LossConfig
+from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
+from lightseg_tf.data.phantom import make_phantom
+from lightseg_tf.export import build_card, convert, inspect_tflite, load_tflite, write_export
+from lightseg_tf.losses import build_loss
+from lightseg_tf.models import build_model, list_models
+from lightseg_tf.quantization import load_qat_model, quantize_for_qat
+from lightseg_tf.training import set_bn_momentum
+
+
+@pytest.fixture(scope="module")
+def phantom_arrays():
+    xs, ys = [], []
+    for i in range(48):
+        img, mask, _ = make_phantom(128, np.random.default_rng([5, i]))
+        xs.append(letterbox_image(img, 64)[0])
+        ys.append(letterbox_mask(mask, 64))
+    return np.stack(xs), np.stack(ys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,options", [("lightseg_student", {"width": 0.25}), ("rtseg", {"width": 0.25})])
+def test_student_qat_then_int8_tflite_agrees_with_the_qat_model(name, options, phantom_arrays, tmp_path):
+    x, y = phantom_arrays
+    keras.utils.set_random_seed(0)
+    model = build_model(name, (64, 64, 1), 4, **options)
+    set_bn_momentum(model, 0.9)  # as lightseg train does: short fits need fresh BN statistics
+    model.compile(keras.optimizers.Adam(5e-3), build_loss(LossConfig()))
+    model.fit(x, y, batch_size=8, epochs=6, verbose=0)
+    qat = quantize_for_qat(model)
+    qat.compile(keras.optimizers.Adam(1e-3), build_loss(LossConfig()))
+    qat.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    # QAT models live in .h5 and load inside the quantize scope.
+    qat.save(tmp_path / "qat.h5")
+    np.testing.assert_allclose(load_qat_model(tmp_path / "qat.h5").predict(x[:4], verbose=0),
+                               qat.predict(x[:4], verbose=0), atol=1e-5)
+    content = convert(qat, "int8", list(x[:16]))
+    info = inspect_tflite(content)
+    assert info["float_tensors"] == [] and info["inputs"]["image"]["dtype"] == "uint8"
+    card = build_card(content, name=name, classes=["bg", "Brain", "CSP", "LV"], colors=[[0, 0, 0]] * 4,
+                      size=64, quant="int8", info=info)
+    seg = load_tflite(write_export(content, card, tmp_path / "m.tflite")[0])
+    keras_map = qat.predict(x, verbose=0).argmax(-1)
+    tflite_map = np.stack([seg.run(im)[0] for im in x])
+    assert len(np.unique(keras_map)) >= 2  # the fit learned something beyond background
+    assert (keras_map == tflite_map).mean() >= 0.98
+
+
+def test_qat_ready_models_pass_quantize_model():
+    tiny = {"unet": {"base_filters": 4, "depth": 2}, "unetpp": {"base_filters": 4, "depth": 2},
+            "lightseg_student": {"width": 0.125}, "rtseg": {"width": 0.125}}
+    ready = {s.name for s in list_models() if s.qat_ready}
+    assert ready == set(tiny)
+    for name, opts in tiny.items():
+        qat = quantize_for_qat(build_model(name, (64, 64, 1), 3, **opts))
+        assert any("quant" in layer.name for layer in qat.layers)
