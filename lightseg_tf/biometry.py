@@ -77,3 +77,81 @@ def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float) -> float | Non
     """Head circumference (mm) of the ellipse fitted to ``mask``; None when none fits."""
     e = fit_head_ellipse(mask)
     return None if e is None else e.perimeter * pixel_size_mm
+
+
+# Reference ranges (cited in the README too).
+# Lateral ventricle atrium: normal < 10 mm; ventriculomegaly mild 10-12, moderate 12-15, severe >= 15 mm
+#   (Society for Maternal-Fetal Medicine, Fox et al., Am J Obstet Gynecol 2018;219:B2-B9;
+#    ISUOG CNS guideline, Malinger et al., Ultrasound Obstet Gynecol 2020;56:476-484).
+# Cavum septi pellucidi: should be visible in the trans-ventricular / trans-thalamic planes
+#   (ISUOG 2020); width outside about 2-9 mm is flagged for review.
+LV_LIMITS_MM = (10.0, 12.0, 15.0)
+CSP_RANGE_MM = (2.0, 9.0)
+
+HEAD_CLASS_NAMES = {"brain", "head", "fetal head", "skull", "csp", "lv"}
+
+
+def width_across(mask: np.ndarray, angle_deg: float) -> float:
+    """Extent (pixels) of ``mask`` along the direction perpendicular to an axis at ``angle_deg``.
+
+    Pixel centres are projected on the unit normal of the axis; one pixel is added so a
+    single pixel measures 1. Returns 0 for an empty mask.
+    """
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return 0.0
+    t = math.radians(angle_deg)
+    proj = -(xs + 0.5) * math.sin(t) + (ys + 0.5) * math.cos(t)
+    return float(proj.max() - proj.min() + 1.0)
+
+
+def lv_flag(width_mm: float | None) -> str | None:
+    """"normal", "mild", "moderate" or "severe" ventriculomegaly; None when unknown."""
+    if width_mm is None:
+        return None
+    mild, moderate, severe = LV_LIMITS_MM
+    if width_mm < mild:
+        return "normal"
+    return "mild" if width_mm < moderate else ("moderate" if width_mm < severe else "severe")
+
+
+def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict:
+    """Biometry of one class map at ORIGINAL resolution.
+
+    The head ellipse is fitted to the union of the head-like classes (Brain/head/fetal head
+    plus the structures inside it). HC (Ramanujan), BPD and OFD (the ellipse's minor and major
+    axes), cephalic index, centre and angle; CSP width and LV atrial width measured across
+    the midline (the head's major axis) where those classes exist; flags against the ranges
+    above. Lengths in mm when ``pixel_size_mm`` is known, else in pixels (``units`` says which).
+    """
+    names = [c.lower() for c in classes]
+    scale = pixel_size_mm or 1.0
+    units = "mm" if pixel_size_mm else "px"
+    head_ids = [k for k, n in enumerate(names) if k > 0 and n in HEAD_CLASS_NAMES]
+    out: dict = {"units": units, "pixel_size_mm": pixel_size_mm, "flags": []}
+    ell = fit_head_ellipse(np.isin(mask, head_ids)) if head_ids else None
+    if ell is None:
+        out["flags"].append("no head found")
+        return out
+    out.update({
+        "hc": ell.perimeter * scale, "bpd": 2 * ell.b * scale, "ofd": 2 * ell.a * scale,
+        "cephalic_index": 100.0 * ell.b / ell.a, "centre_x": ell.cx * scale, "centre_y": ell.cy * scale,
+        "angle_deg": ell.angle_deg, "ellipse_px": {"cx": ell.cx, "cy": ell.cy, "a": ell.a, "b": ell.b,
+                                                     "angle_deg": ell.angle_deg},
+    })
+    if "csp" in names:
+        csp = largest_component(mask == names.index("csp"))
+        out["csp_width"] = width_across(csp, ell.angle_deg) * scale if csp.any() else None
+        if out["csp_width"] is None:
+            out["flags"].append("CSP not visible")
+        elif pixel_size_mm and not CSP_RANGE_MM[0] <= out["csp_width"] <= CSP_RANGE_MM[1]:
+            out["flags"].append(f"CSP width {out['csp_width']:.1f} mm outside {CSP_RANGE_MM[0]}-{CSP_RANGE_MM[1]} mm")
+    if "lv" in names:
+        labels, n = ndimage.label(mask == names.index("lv"), structure=np.ones((3, 3), bool))
+        widths = [width_across(labels == k, ell.angle_deg) for k in range(1, n + 1)]
+        out["lv_width"] = max(widths) * scale if widths else None
+        if pixel_size_mm and out["lv_width"] is not None:
+            out["lv_flag"] = lv_flag(out["lv_width"])
+            if out["lv_flag"] != "normal":
+                out["flags"].append(f"{out['lv_flag']} ventriculomegaly (LV atrium {out['lv_width']:.1f} mm)")
+    return out

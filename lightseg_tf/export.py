@@ -150,27 +150,31 @@ def inspect_tflite(content: bytes) -> dict:
     }
 
 
+HOST_POSTPROCESS = frozenset({"ARG_MAX", "CAST"})  # the class map, computed from the logits
+
+
 def edgetpu_report(info: dict) -> dict:
     """What would keep a model off the Edge TPU: unsupported ops, float tensors, dynamic shapes.
 
     Returns:
         ``{"compatible": bool, "unsupported_ops": [...], "first_unsupported_index": i|None,
         "cpu_tail_ops": [...], "float_tensors": [...], "dynamic_shapes": [...], "notes": [...]}``.
-        ``compatible`` is True when the whole graph up to the output post-processing
-        (ARG_MAX/CAST after SOFTMAX, which the host runs) maps to the TPU.
+        ``compatible`` is True when every op is an Edge TPU op except the class-map
+        post-processing (ARG_MAX, CAST), which the host CPU runs; ``cpu_tail_ops`` lists what
+        the compiler would hand to the CPU (everything from the first non-TPU op on).
     """
     ops = info["ops"]
-    unsupported = [(i, op) for i, op in enumerate(ops) if op not in EDGETPU_OPS]
-    first = unsupported[0][0] if unsupported else None
-    # The class map (ARG_MAX + CAST) is post-processing after SOFTMAX: accepted on the CPU.
-    tail_ok = first is not None and all(op in ("ARG_MAX", "CAST", "QUANTIZE") for op in ops[first:])
+    off_tpu = [i for i, op in enumerate(ops) if op not in EDGETPU_OPS]
+    first = off_tpu[0] if off_tpu else None
+    unsupported = sorted({ops[i] for i in off_tpu} - HOST_POSTPROCESS)
     notes = []
-    if tail_ok:
-        notes.append("ARG_MAX/CAST (the class map) run on the host CPU after the TPU part")
-    compatible = (first is None or tail_ok) and not info["float_tensors"] and not info["dynamic_shapes"]
+    if any(ops[i] in HOST_POSTPROCESS for i in off_tpu):
+        notes.append("ARG_MAX/CAST (the class map) run on the host CPU; the compiler maps the ops "
+                     "before the first of them to the TPU")
+    compatible = not unsupported and not info["float_tensors"] and not info["dynamic_shapes"]
     return {
         "compatible": bool(compatible),
-        "unsupported_ops": sorted({op for _, op in unsupported}),
+        "unsupported_ops": unsupported,
         "first_unsupported_index": first,
         "cpu_tail_ops": ops[first:] if first is not None else [],
         "float_tensors": info["float_tensors"],
@@ -311,34 +315,28 @@ def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) ->
 
 def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: int = 64,
                model_file: str | None = None) -> tuple[Path, Path]:
-    """Export a training run's best model (or ``model_file`` inside it) with its card.
+    """Export a training run's best model (or ``model_file`` inside it, e.g. a QAT .h5) with its card.
 
     The representative sample for int8 calibration is the first ``calib_n`` images of the
     run's TRAIN split, letterboxed exactly as in training.
     """
-    from lightseg_tf.config import load_config
     from lightseg_tf.data.pipeline import load_letterboxed
-    from lightseg_tf.data.split import load_split
     from lightseg_tf.palette import class_colors
-    from lightseg_tf.training import BEST_MODEL, load_trained_model, resolve_dataset
+    from lightseg_tf.training import BEST_MODEL, load_trained_model, open_run
 
-    run = Path(run)
-    if not (run / "config.yaml").is_file():
-        raise LightsegError(f"{run}: not a run directory (no config.yaml); pass the folder `lightseg train` made")
-    cfg = load_config(run / "config.yaml")
-    model = load_trained_model(run / (model_file or BEST_MODEL))
+    rd = open_run(run)
+    model = load_trained_model(rd.run_dir / (model_file or BEST_MODEL))
     size = int(model.input_shape[1])
-    dataset = resolve_dataset(cfg.data, run)
-    train = dataset.subset(load_split(run / "split.json", dataset)["train"])
+    train = rd.part("train")
     calib = [load_letterboxed(train, i, size)[0] for i in range(min(calib_n, len(train)))]
     content = convert(model, quant, calib)
-    summary = run / "eval_test_summary.json"
+    summary = rd.run_dir / "eval_test_summary.json"
     card = build_card(
-        content, name=f"{cfg.name}-{cfg.model.name}-{quant}", classes=dataset.classes,
-        colors=class_colors(dataset.num_classes), size=size, quant=quant,
-        model={"architecture": cfg.model.name, "options": cfg.model.options,
-               "parameters": int(model.count_params())},
-        training_data={"path": str(dataset.root), "format": dataset.format, "train_images": len(train),
+        content, name=f"{rd.cfg.name}-{rd.cfg.model.name}-{quant}", classes=rd.dataset.classes,
+        colors=class_colors(rd.dataset.num_classes), size=size, quant=quant,
+        model={"architecture": rd.cfg.model.name, "options": rd.cfg.model.options,
+               "parameters": int(model.count_params()), "source": model_file or BEST_MODEL},
+        training_data={"path": str(rd.dataset.root), "format": rd.dataset.format, "train_images": len(train),
                        "calibration_images": len(calib) if quant == "int8" else 0},
         metrics=json.loads(summary.read_text()) if summary.exists() else None,
     )

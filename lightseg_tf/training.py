@@ -233,6 +233,32 @@ def save_model_atomic(model: keras.Model, path: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@dataclass
+class RunData:
+    """A finished run's config, dataset and split, as later stages (QAT, export) need them."""
+
+    run_dir: Path
+    cfg: Config
+    dataset: SegDataset
+    split: dict[str, list[str]]
+
+    def part(self, side: str) -> SegDataset:
+        return self.dataset.subset(self.split[side])
+
+
+def open_run(run: str | Path) -> RunData:
+    """Read a run directory made by :func:`train` (config, data, split)."""
+    from lightseg_tf.config import load_config
+    from lightseg_tf.data.split import load_split
+
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise LightsegError(f"{run}: not a run directory (no config.yaml); pass the folder `lightseg train` made")
+    cfg = load_config(run / "config.yaml")
+    dataset = resolve_dataset(cfg.data, run)
+    return RunData(run, cfg, dataset, load_split(run / "split.json", dataset))
+
+
 def load_trained_model(path: str | Path) -> keras.Model:
     """Load a run directory's best model, or a ``.keras`` / ``.h5`` model file."""
     from lightseg_tf.models import list_models
@@ -246,6 +272,10 @@ def load_trained_model(path: str | Path) -> keras.Model:
         path = path / BEST_MODEL
     if not path.is_file():
         raise LightsegError(f"{path}: no such model file; pass a run directory or a .keras file")
+    if path.suffix == ".h5":  # QAT models only survive .h5
+        from lightseg_tf.quantization import load_qat_model
+
+        return load_qat_model(path)
     try:
         return keras.models.load_model(str(path), compile=False)
     except (OSError, ValueError, TypeError) as exc:

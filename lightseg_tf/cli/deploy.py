@@ -1,4 +1,4 @@
-"""``lightseg export``: a run's model as a .tflite plus its model card."""
+"""``lightseg export`` (a run's model as .tflite + model card) and ``lightseg benchmark``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,28 @@ def register(sub) -> None:
     p.add_argument("--calib-n", type=int, default=64, help="TRAIN images used to calibrate int8 (default 64)")
     p.add_argument("--model-file", default=None, help="model inside the run (default best.keras)")
     p.set_defaults(func=run_export)
+
+    p = sub.add_parser("benchmark", help="parameters, GFLOPs, size, Keras and TFLite latency side by side")
+    p.add_argument("models", nargs="+", metavar="MODEL_OR_RUN", help="registry names or run directories")
+    p.add_argument("--size", type=int, default=256, help="input side for registry models (default 256)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per variant (median; default 50)")
+    p.add_argument("--out", default="runs/bench", help="folder for the converted models")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    p.set_defaults(func=run_benchmark)
+
+
+def run_benchmark(args) -> int:
+    import json
+
+    from lightseg_tf.benchmark import benchmark, to_markdown
+
+    result = benchmark(args.models, size=args.size, runs=args.runs, out_dir=args.out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['date']}, {result['machine']}, medians of {result['runs']} runs")
+        print(to_markdown(result))
+    return 0
 
 
 def run_export(args) -> int:

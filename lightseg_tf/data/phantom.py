@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lightseg_tf.biometry import ellipse_perimeter
+from lightseg_tf.biometry import ellipse_perimeter, width_across
 from lightseg_tf.io_utils import atomic_path, write_json_atomic, write_png_atomic
 
 CLASSES = ("background", "Brain", "CSP", "LV")
@@ -115,7 +115,7 @@ def make_phantom(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     csp = inside & (uf >= csp_u0) & (uf <= csp_u0 + csp_len) & (np.abs(v) <= csp_w / 2)
 
     # LV atrium: crescent = ellipse minus the same ellipse shifted towards the midline.
-    lv_w_mm = rng.uniform(10.5, 14.0) if rng.random() < 0.15 else rng.uniform(4.5, 9.0)
+    lv_w_mm = rng.uniform(7.0, 10.0) if rng.random() < 0.15 else rng.uniform(3.0, 6.0)
     lv_w = lv_w_mm / pixel_size
     side = 1.0 if rng.random() < 0.5 else -1.0
     lv_cu = -rng.uniform(0.3, 0.45) * a
@@ -176,7 +176,10 @@ def make_phantom(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     mask[~sector] = 0
     truth = PhantomTruth(
         cx=cx, cy=cy, a=a, b=b, angle_deg=math.degrees(theta), pixel_size_mm=pixel_size,
-        hc_mm=ellipse_perimeter(a, b) * pixel_size, csp_width_mm=csp_w_mm, lv_width_mm=lv_w_mm,
+        hc_mm=ellipse_perimeter(a, b) * pixel_size, csp_width_mm=csp_w_mm,
+        # The crescent's extent across the midline, measured on the rendered mask the way
+        # lightseg measure defines the atrial width (its shape parameter lv_w_mm is not that).
+        lv_width_mm=width_across(mask == 3, math.degrees(theta)) * pixel_size,
     )
     return img[..., None], mask, truth
 

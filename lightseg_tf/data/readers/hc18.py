@@ -35,26 +35,30 @@ def _detect(path: Path) -> bool:
         (d / n).exists() or (d.parent / n).exists() for d in _image_dirs(path) for n in CSV_NAMES)
 
 
+def filled_head_mask(path) -> np.ndarray:
+    """An HC18-style 0/255 annotation (outline or filled) as a filled head mask {0, 1}."""
+    arr = np.asarray(read_pil(path).convert("L"))
+    values = np.unique(arr)
+    if not set(values.tolist()) <= {0, 255} and not set(values.tolist()) <= {0, 1}:
+        raise LightsegError(f"{path}: expected a 0/255 annotation, found values {values[:8].tolist()}")
+    edge = arr > 0
+    if not edge.any():
+        return edge.astype(np.int32)
+    rows, cols = np.flatnonzero(edge.any(1)), np.flatnonzero(edge.any(0))
+    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    if edge.sum() > 0.5 * box:  # already filled (a filled ellipse covers pi/4 of its box)
+        return ndimage.binary_fill_holes(edge).astype(np.int32)
+    # An outline: closing bridges the one-pixel gaps some outlines have, so the fill cannot leak.
+    closed = ndimage.binary_closing(edge, structure=np.ones((3, 3), bool), iterations=2)
+    return ndimage.binary_fill_holes(closed).astype(np.int32)
+
+
 class HC18Dataset(SegDataset):
     def load_mask(self, record: Record) -> np.ndarray:
         """Filled head mask {0, 1}; an outline annotation is closed and filled."""
         if record.mask is None:
             raise LightsegError(f"{record.image}: HC18 test images have no annotation")
-        arr = np.asarray(read_pil(record.mask).convert("L"))
-        values = np.unique(arr)
-        if not set(values.tolist()) <= {0, 255} and not set(values.tolist()) <= {0, 1}:
-            raise LightsegError(f"{record.mask}: expected a 0/255 annotation, found values {values[:8].tolist()}")
-        edge = arr > 0
-        if not edge.any():
-            return edge.astype(np.int32)
-        rows, cols = np.flatnonzero(edge.any(1)), np.flatnonzero(edge.any(0))
-        box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
-        if edge.sum() > 0.5 * box:  # already filled (a filled ellipse covers pi/4 of its box)
-            return ndimage.binary_fill_holes(edge).astype(np.int32)
-        # An outline: closing bridges the one-pixel gaps some outlines have, so the fill
-        # cannot leak out.
-        closed = ndimage.binary_closing(edge, structure=np.ones((3, 3), bool), iterations=2)
-        return ndimage.binary_fill_holes(closed).astype(np.int32)
+        return filled_head_mask(record.mask)
 
 
 def _read_csv(path: Path) -> dict[str, tuple[float, float | None]]:

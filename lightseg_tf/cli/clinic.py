@@ -1,0 +1,101 @@
+"""``lightseg measure``: fetal biometry in millimetres from a model or a mask."""
+
+from __future__ import annotations
+
+import json
+
+PHANTOM_CLASSES = ("background", "Brain", "CSP", "LV")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("measure", help="head circumference, BPD, OFD, CSP and LV widths with flags")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="run directory, .keras model or .tflite (card beside it)")
+    src.add_argument("--mask", action="append", help="mask file at the image's size; repeat it, one per IMAGE, in order")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="mm per pixel (default: DICOM header; else values are in pixels)")
+    p.add_argument("--pixel-sizes", default=None,
+                   help="CSV whose first two columns are file name and mm per pixel (e.g. HC18's)")
+    p.add_argument("--classes", nargs="+", default=None,
+                   help="class names of the masks (default: from the model; 2-value masks = background head)")
+    p.add_argument("--out", default=None, help="folder for annotated PNGs and measurements.csv")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_measure)
+
+
+def _model_and_classes(path: str):
+    from pathlib import Path
+
+    from lightseg_tf.training import load_trained_model, open_run
+
+    p = Path(path)
+    if p.suffix == ".tflite":
+        from lightseg_tf.export import load_tflite
+
+        seg = load_tflite(p)
+        return seg, tuple(seg.classes)
+    classes = open_run(p).dataset.classes if p.is_dir() else None
+    return load_trained_model(p), classes
+
+
+def _read_pixel_sizes(path: str) -> dict[str, float]:
+    """``{file name: mm per pixel}`` from the first two columns of a CSV (header skipped)."""
+    import csv
+    from pathlib import Path
+
+    from lightseg_tf.errors import LightsegError
+
+    out = {}
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    for line, row in enumerate(rows[1:], 2):
+        try:
+            out[Path(row[0]).name] = float(row[1])
+        except (IndexError, ValueError):
+            raise LightsegError(f"{path}:{line}: expected 'file name, mm per pixel', got {row}") from None
+    return out
+
+
+def run_measure(args) -> int:
+    from lightseg_tf.errors import LightsegError
+    from lightseg_tf.measure import measure_files
+
+    pixel = args.pixel_size
+    if pixel is None and len(args.images) == 1 and args.images[0].lower().endswith((".dcm", ".dicom")):
+        from lightseg_tf.data.readers import read_dataset
+
+        pixel = read_dataset(args.images[0], "dicom").records[0].pixel_size_mm
+    model, classes = (None, None) if args.mask else _model_and_classes(args.model)
+    if args.classes:
+        classes = tuple(args.classes)
+    if classes is None:
+        if args.mask:
+            from PIL import Image
+            import numpy as np
+
+            values = np.unique(np.asarray(Image.open(args.mask[0]).convert("L")))
+            classes = ("background", "head") if set(values.tolist()) <= {0, 1, 255} else PHANTOM_CLASSES
+        else:
+            raise LightsegError("the model has no class names; pass --classes background Brain CSP LV")
+    per_image = _read_pixel_sizes(args.pixel_sizes) if args.pixel_sizes else None
+    rows = measure_files(args.images, classes, model=model, masks=args.mask, pixel_size_mm=pixel,
+                         out_dir=args.out, pixel_sizes=per_image)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=float))
+        return 0
+    for r in rows:
+        if "hc" not in r:
+            print(f"{r['image']}: no head found")
+            continue
+        u = r["units"]
+        line = (f"{r['image']}: HC {r['hc']:.1f} {u}, BPD {r['bpd']:.1f} {u}, OFD {r['ofd']:.1f} {u}, "
+                f"CI {r['cephalic_index']:.0f}")
+        if r.get("csp_width") is not None:
+            line += f", CSP {r['csp_width']:.1f} {u}"
+        if r.get("lv_width") is not None:
+            line += f", LV {r['lv_width']:.1f} {u}"
+        print(line + ("  [" + "; ".join(r["flags"]) + "]" if r["flags"] else ""))
+    if u == "px":
+        print("(pixel size unknown: values in pixels; pass --pixel-size MM)")
+    return 0

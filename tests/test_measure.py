@@ -1,0 +1,78 @@
+"""``lightseg measure``: HC, BPD, OFD, CSP / LV widths and flags, on phantoms and HC18."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from lightseg_tf.biometry import lv_flag, measure_mask, width_across
+from lightseg_tf.cli import main
+from lightseg_tf.data.phantom import CLASSES, make_phantom
+
+
+def test_phantom_truth_is_recovered_from_masks():
+    hc, csp = [], []
+    for i in range(12):
+        _, mask, t = make_phantom(256, np.random.default_rng([8, i]))
+        m = measure_mask(mask, CLASSES, t.pixel_size_mm)
+        hc.append(abs(m["hc"] / t.hc_mm - 1))
+        if abs((mask > 0).sum() / (np.pi * t.a * t.b) - 1) > 0.01:
+            continue  # the sector edge cut this head: its ellipse is only partly visible
+        assert m["ofd"] == pytest.approx(2 * t.a * t.pixel_size_mm, rel=0.01)
+        assert m["bpd"] == pytest.approx(2 * t.b * t.pixel_size_mm, rel=0.02)
+        assert m["angle_deg"] == pytest.approx(t.angle_deg, abs=2.0)
+        if m.get("csp_width"):
+            csp.append(m["csp_width"] - t.csp_width_mm)
+        if m.get("lv_width"):
+            assert m["lv_width"] == pytest.approx(t.lv_width_mm, rel=0.03)  # fitted vs true midline angle
+    assert np.median(hc) < 0.01
+    # the CSP box's width is recovered to within about one pixel
+    assert abs(np.median(csp)) < 0.8
+
+
+def test_width_across_and_flags():
+    m = np.zeros((20, 20), bool)
+    m[5:8, 2:15] = True  # 13 wide along x, 3 tall
+    assert width_across(m, 0.0) == pytest.approx(3.0)  # across a horizontal midline
+    assert width_across(m, 90.0) == pytest.approx(13.0)
+    assert [lv_flag(w) for w in (9.9, 10.0, 12.5, 15.0, None)] == ["normal", "mild", "moderate", "severe", None]
+    mask = np.zeros((64, 64), int)
+    yy, xx = np.mgrid[0:64, 0:64]
+    mask[((xx - 32) / 25) ** 2 + ((yy - 32) / 20) ** 2 <= 1] = 1
+    mask[20:26, 20:32] = 3  # a 6 px tall LV across a horizontal midline: 12 mm at 2 mm/px
+    m = measure_mask(mask, CLASSES, 2.0)
+    assert "CSP not visible" in m["flags"] and m["lv_flag"] == "moderate"
+    assert measure_mask(np.zeros((8, 8), int), CLASSES, 1.0)["flags"] == ["no head found"]
+
+
+def test_cli_writes_annotated_png_csv_and_json(tmp_path, capsys):
+    main(["data", "synth", str(tmp_path / "p"), "--n", "2", "--size", "128", "--seed", "4"])
+    meta = list(csv.DictReader(open(tmp_path / "p/meta.csv")))
+    (tmp_path / "px.csv").write_text("file,px\n" + "".join(f"{r['id']}.png,{r['pixel_size_mm']}\n" for r in meta))
+    capsys.readouterr()
+    args = ["measure", "--mask", str(tmp_path / "p/masks/00000.png"), "--mask", str(tmp_path / "p/masks/00001.png"),
+            str(tmp_path / "p/images/00000.png"), str(tmp_path / "p/images/00001.png"),
+            "--pixel-sizes", str(tmp_path / "px.csv"), "--out", str(tmp_path / "out"), "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for r, t in zip(rows, meta):
+        assert r["units"] == "mm" and r["hc"] == pytest.approx(float(t["hc_mm"]), rel=0.01)
+    assert (tmp_path / "out/00000_measure.png").exists()
+    assert len(list(csv.DictReader(open(tmp_path / "out/measurements.csv")))) == 2
+    assert main(["measure", "--mask", str(tmp_path / "p/masks/00000.png"), str(tmp_path / "p/images/00000.png")]) == 0
+    assert "values in pixels" in capsys.readouterr().out
+
+
+def test_hc18_annotations_reproduce_the_reference_hc(shared_datasets, capsys):
+    folder = shared_datasets / "hc18" / "training_set"
+    names = sorted(p.name for p in folder.glob("*HC.png"))[::10]
+    args = ["measure", *sum((["--mask", str(folder / n.replace(".png", "_Annotation.png"))] for n in names), []),
+            *[str(folder / n) for n in names], "--pixel-sizes",
+            str(shared_datasets / "hc18" / "training_set_pixel_size_and_HC.csv"), "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    ref = {r["filename"]: float(r["head circumference (mm)"])
+           for r in csv.DictReader(open(shared_datasets / "hc18" / "training_set_pixel_size_and_HC.csv"))}
+    err = [abs(r["hc"] / ref[r["image"].split("/")[-1]] - 1) for r in rows]
+    assert len(err) == len(names) >= 70 and np.median(err) <= 0.01
