@@ -98,6 +98,23 @@ def set_bn_momentum(model: keras.Model, momentum: float) -> int:
     return changed
 
 
+def recalibrate_bn(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> None:
+    """Reset every BatchNormalization's moving statistics to those of ``images`` (no weight change).
+
+    After a short, fast-moving fit the moving averages can lag the weights (a model right in
+    training mode but blank in inference mode); one pass over un-augmented training images with
+    a cumulative average fixes that (the "BN recalibration" of quantization and NAS papers).
+    """
+    bns = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
+    saved = [bn.momentum for bn in bns]
+    for k, start in enumerate(range(0, len(images), batch_size)):
+        for bn in bns:  # cumulative mean over batches: momentum k / (k + 1)
+            bn.momentum = k / (k + 1)
+        model(images[start:start + batch_size], training=True)
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+
+
 def _best_so_far(history_csv: Path) -> float | None:
     """Highest monitored value in an existing history (so a resumed run keeps its best)."""
     if not history_csv.exists():

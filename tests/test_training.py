@@ -86,3 +86,16 @@ def test_bn_momentum_is_set_on_every_batchnorm_including_nested():
     assert set_bn_momentum(outer, 0.9) == n_bn > 0
     assert all(layer.momentum == 0.9 for layer in inner.layers
                if isinstance(layer, keras.layers.BatchNormalization))
+
+
+def test_recalibrate_bn_sets_moving_stats_to_the_data():
+    from lightseg_tf.training import recalibrate_bn
+
+    inp = keras.Input((4, 4, 1))
+    bn = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inp, bn(inp))
+    x = np.random.default_rng(0).normal(3.0, 2.0, (100, 4, 4, 1)).astype(np.float32)
+    recalibrate_bn(model, x, batch_size=25)
+    # the cumulative average of 4 equal batch means is the data mean
+    assert float(bn.moving_mean.numpy()[0]) == pytest.approx(float(x.mean()), abs=1e-4)
+    assert bn.momentum == 0.99

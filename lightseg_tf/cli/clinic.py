@@ -1,4 +1,4 @@
-"""``lightseg measure``: fetal biometry in millimetres from a model or a mask."""
+"""``lightseg measure`` (fetal biometry in millimetres) and ``lightseg explain`` (GradCAM++)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="folder for annotated PNGs and measurements.csv")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_measure)
+
+    p = sub.add_parser("explain", help="GradCAM++ (or GradCAM) heatmaps, one panel per class")
+    p.add_argument("model", help="run directory or .keras model")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--class", dest="classes", nargs="+", default=None,
+                   help="class names or ids to explain (default: every foreground class)")
+    p.add_argument("--layer", default=None, help="feature layer (default: the last conv before the head)")
+    p.add_argument("--method", default="gradcam++", choices=["gradcam++", "gradcam"])
+    p.add_argument("--out", default="explain", help="output folder for the panels (default explain/)")
+    p.set_defaults(func=run_explain)
 
 
 def _model_and_classes(path: str):
@@ -98,4 +108,35 @@ def run_measure(args) -> int:
         print(line + ("  [" + "; ".join(r["flags"]) + "]" if r["flags"] else ""))
     if u == "px":
         print("(pixel size unknown: values in pixels; pass --pixel-size MM)")
+    return 0
+
+
+def run_explain(args) -> int:
+    from pathlib import Path
+
+    from lightseg_tf.data.letterbox import letterbox_image
+    from lightseg_tf.errors import LightsegError
+    from lightseg_tf.explain import gradcam, gradcam_plus_plus, heatmap_panel
+    from lightseg_tf.io_utils import read_gray
+
+    model, names = _model_and_classes(args.model)
+    num = int(model.output_shape[-1])
+    names = list(names or [f"class{k}" for k in range(num)])
+    wanted = args.classes or names[1:]
+    ids = []
+    for c in wanted:
+        if c.isdigit() and int(c) < num:
+            ids.append(int(c))
+        elif c in names:
+            ids.append(names.index(c))
+        else:
+            raise LightsegError(f"--class {c!r}: not one of {names}")
+    method = gradcam_plus_plus if args.method == "gradcam++" else gradcam
+    size = int(model.input_shape[1])
+    for path in args.images:
+        boxed, _ = letterbox_image(read_gray(path), size)
+        cams = {f"{names[k]} ({args.method})": method(model, boxed, k, args.layer) for k in ids}
+        out = Path(args.out) / f"{Path(path).stem}_{args.method.replace('+', 'pp')}.png"
+        heatmap_panel(boxed, cams, out)
+        print(out)
     return 0
