@@ -25,3 +25,18 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real data not available: {SHARED_DATASETS} is absent (a fresh clone has no ../shared)")
     return SHARED_DATASETS
+
+
+def phantom_arrays(n: int, size: int = 64, seed: int = 5):
+    """``n`` letterboxed phantom images ``[n, size, size, 1]`` and masks ``[n, size, size]``."""
+    import numpy as np
+
+    from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
+    from lightseg_tf.data.phantom import make_phantom
+
+    xs, ys = [], []
+    for i in range(n):
+        img, mask, _ = make_phantom(2 * size, np.random.default_rng([seed, i]))
+        xs.append(letterbox_image(img, size)[0])
+        ys.append(letterbox_mask(mask, size))
+    return np.stack(xs), np.stack(ys)

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import tf_keras as keras
+from conftest import phantom_arrays
 
-from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
-from lightseg_tf.data.phantom import make_phantom
 from lightseg_tf.explain import default_layer, gradcam, gradcam_plus_plus
 from lightseg_tf.models import build_model
 from lightseg_tf.training import set_bn_momentum
@@ -35,12 +34,7 @@ def test_closed_form_on_a_linear_toy_model():
 
 @pytest.mark.slow
 def test_heatmap_is_not_uniform_and_peaks_inside_the_brain():
-    xs, ys = [], []
-    for i in range(40):
-        img, mask, _ = make_phantom(128, np.random.default_rng([11, i]))
-        xs.append(letterbox_image(img, 64)[0])
-        ys.append(letterbox_mask(mask, 64))
-    x, y = np.stack(xs), np.stack(ys)
+    x, y = phantom_arrays(40, seed=11)
     keras.utils.set_random_seed(0)
     model = build_model("unet", (64, 64, 1), 4, base_filters=8, depth=3)
     set_bn_momentum(model, 0.9)

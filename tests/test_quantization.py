@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import tf_keras as keras
+from conftest import phantom_arrays
 
 from lightseg_tf.config import LossConfig
-from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
-from lightseg_tf.data.phantom import make_phantom
 from lightseg_tf.export import build_card, convert, inspect_tflite, load_tflite, write_export
 from lightseg_tf.losses import build_loss
 from lightseg_tf.models import build_model, list_models
@@ -14,14 +13,9 @@ from lightseg_tf.quantization import load_qat_model, quantize_for_qat
 from lightseg_tf.training import recalibrate_bn, set_bn_momentum
 
 
-@pytest.fixture(scope="module")
-def phantom_arrays():
-    xs, ys = [], []
-    for i in range(48):
-        img, mask, _ = make_phantom(128, np.random.default_rng([5, i]))
-        xs.append(letterbox_image(img, 64)[0])
-        ys.append(letterbox_mask(mask, 64))
-    return np.stack(xs), np.stack(ys)
+@pytest.fixture(scope="module", name="phantom_arrays")
+def phantom_arrays_fixture():
+    return phantom_arrays(48)
 
 
 @pytest.mark.slow

@@ -131,14 +131,7 @@ def test_unknown_colour_names_file_colour_and_labelmap(tmp_path):
 
 def _rle_encode_compressed(mask: np.ndarray) -> str:
     """COCO's compressed RLE string (the reference algorithm), to build a fixture."""
-    flat = mask.T.ravel().astype(np.uint8)
-    runs, value, count = [], 0, 0
-    for v in flat:
-        if v != value:
-            runs.append(count)
-            count, value = 0, v
-        count += 1
-    runs.append(count)
+    runs = _uncompressed(mask)
     out = []
     for i, x in enumerate(runs):
         if i > 2:
@@ -187,7 +180,8 @@ def test_coco_polygons_and_rle(tmp_path):
 
 
 def _uncompressed(mask):
-    flat = mask.T.ravel()
+    """COCO's uncompressed RLE counts: alternating 0/1 runs, column-major, starting with 0s."""
+    flat = mask.T.ravel().astype(bool)
     runs, value, count = [], False, 0
     for v in flat:
         if v != value:
