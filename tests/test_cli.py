@@ -16,7 +16,9 @@ def _subcommands(parser):
 
 def test_every_subcommand_has_help(capsys):
     names = dict(_subcommands(build_parser()))
-    assert {"demo", "data", "data synth", "data augment", "train", "evaluate"} <= set(names)
+    assert {"demo", "data", "data synth", "data augment", "data split", "data inspect", "data fetch", "train",
+            "evaluate", "models", "models list", "models summary", "quantize", "export", "benchmark", "measure",
+            "explain", "robustness"} <= set(names)
     for name in names:
         with pytest.raises(SystemExit) as exit_:
             main([*name.split(), "--help"])

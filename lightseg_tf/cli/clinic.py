@@ -1,4 +1,4 @@
-"""``lightseg measure`` (fetal biometry in millimetres) and ``lightseg explain`` (GradCAM++)."""
+"""``lightseg measure`` (biometry in mm), ``lightseg explain`` (GradCAM++), ``lightseg robustness``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def register(sub) -> None:
     p.add_argument("--method", default="gradcam++", choices=["gradcam++", "gradcam"])
     p.add_argument("--out", default="explain", help="output folder for the panels (default explain/)")
     p.set_defaults(func=run_explain)
+
+    p = sub.add_parser("robustness", help="Dice per class under graded corruptions, models side by side")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="run directories, .keras or .tflite models")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--format", default=None, help="reader name (default: detect)")
+    p.add_argument("--split-file", default=None, help="split JSON (default: the first run's split.json)")
+    p.add_argument("--split", default="test", help="which side to use (default test)")
+    p.add_argument("--corruptions", nargs="+", default=None, help="subset of the corruptions")
+    p.add_argument("--out", default="robustness", help="folder for robustness.csv/.json/.png")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_robustness)
 
 
 def _model_and_classes(path: str):
@@ -139,4 +150,52 @@ def run_explain(args) -> int:
         out = Path(args.out) / f"{Path(path).stem}_{args.method.replace('+', 'pp')}.png"
         heatmap_panel(boxed, cams, out)
         print(out)
+    return 0
+
+
+def run_robustness(args) -> int:
+    import csv
+    import io
+    from pathlib import Path
+
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.split import load_split
+    from lightseg_tf.errors import LightsegError
+    from lightseg_tf.io_utils import atomic_path, write_json_atomic
+    from lightseg_tf.robustness import plot_robustness, robustness_table
+    from lightseg_tf.training import predict_probs
+
+    dataset = read_dataset(args.data, args.format)
+    split_file = args.split_file or next((Path(m) / "split.json" for m in args.models
+                                          if (Path(m) / "split.json").exists()), None)
+    if args.split != "all":
+        if split_file is None:
+            raise LightsegError("--split needs --split-file (no split.json in the given runs)")
+        dataset = dataset.subset(load_split(split_file, dataset)[args.split])
+    predictors, size = {}, None
+    for m in args.models:
+        model, _ = _model_and_classes(m)
+        msize = model.size if hasattr(model, "size") else int(model.input_shape[1])
+        if size not in (None, msize):
+            raise LightsegError(f"{m}: input size {msize} differs from the other models' {size}")
+        size = msize
+        predictors[Path(m).stem if Path(m).suffix else Path(m).name] = (
+            model.predict if hasattr(model, "run") else (lambda x, mm=model: predict_probs(mm, x)))
+    rows = robustness_table(predictors, dataset, size, args.corruptions)
+    out = Path(args.out)
+    write_json_atomic(out / "robustness.json", rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    with atomic_path(out / "robustness.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+    plot_robustness(rows, out / "robustness.png")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'model':<20}{'corruption':<15}{'level':>7}{'mean fg Dice':>14}")
+        for r in rows:
+            print(f"{r['model']:<20}{r['corruption']:<15}{str(r['level']):>7}{(r['mean_fg_dice'] or 0):14.4f}")
+        print(f"table and curves in {out}")
     return 0
