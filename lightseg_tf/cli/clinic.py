@@ -44,6 +44,12 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_robustness)
 
+    p = sub.add_parser("report", help="one self-contained HTML report of one or more runs")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", default="report.html", help="output HTML file (default report.html)")
+    p.add_argument("--examples", type=int, default=3, help="test images in the qualitative panels")
+    p.set_defaults(func=run_report)
+
 
 def _model_and_classes(path: str):
     from pathlib import Path
@@ -198,4 +204,11 @@ def run_robustness(args) -> int:
         for r in rows:
             print(f"{r['model']:<20}{r['corruption']:<15}{str(r['level']):>7}{(r['mean_fg_dice'] or 0):14.4f}")
         print(f"table and curves in {out}")
+    return 0
+
+
+def run_report(args) -> int:
+    from lightseg_tf.report import build_report
+
+    print(build_report(args.runs, args.out, args.examples))
     return 0
