@@ -36,7 +36,12 @@ def model_rows(size: int, classes: int, latency: bool, only=None) -> list[dict]:
         if only and spec.name not in only:
             continue
         keras.backend.clear_session()
-        model = build_model(spec.name, (size, size, 1), classes)
+        try:
+            model = build_model(spec.name, (size, size, 1), classes)
+        except ValueError as exc:  # e.g. PSPNet needs multiples of 48
+            rows.append({"name": spec.name, "role": spec.role, "parameters": None, "gflops": None,
+                         "qat_ready": spec.qat_ready, "paper": spec.paper, "note": str(exc)})
+            continue
         row = {"name": spec.name, "role": spec.role, "parameters": int(model.count_params()),
                "gflops": round(count_flops(model) / 1e9, 3), "qat_ready": spec.qat_ready, "paper": spec.paper}
         if latency:
@@ -53,6 +58,9 @@ def run_list(args) -> int:
     lat = " latency ms" if args.latency else ""
     print(f"{'name':<18}{'role':<9}{'params':>12}{'GFLOPs':>9}  QAT{lat}")
     for r in rows:
+        if r["parameters"] is None:
+            print(f"{r['name']:<18}{r['role']:<9}  n/a at {args.size} px: {r['note']}")
+            continue
         extra = f"{r['keras_latency_ms']:>11.1f}" if args.latency else ""
         print(f"{r['name']:<18}{r['role']:<9}{r['parameters']:>12,}{r['gflops']:>9.2f}  "
               f"{'yes' if r['qat_ready'] else 'no ':<3}{extra}")

@@ -20,7 +20,11 @@ PAPER = "Yakubovskiy, segmentation_models (2019)"
 
 def _sm(arch: str, input_shape, num_classes, backbone, encoder_weights, **options):
     try:
-        import segmentation_models as sm
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its framework on import
+            import segmentation_models as sm
     except Exception as exc:  # import problems of the optional package, reported with context
         raise LightsegError(f"segmentation_models cannot be imported ({exc})") from None
     inputs = model_input(input_shape)
