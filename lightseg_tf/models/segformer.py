@@ -4,8 +4,10 @@ embedding, efficient self-attention with spatial reduction, Mix-FFN) and the all
 plus the CNN-encoder variant of the LightSeg table.
 
 The MiT encoder is written here with stock Keras layers (Conv2D, LayerNormalization,
-MultiHeadAttention over the two spatial axes, DepthwiseConv2D): keras-cv 0.9's MiTBackbone is
-a Keras 3 model and does not nest in a tf-keras functional model.
+MultiHeadAttention over the two spatial axes, DepthwiseConv2D). keras-cv 0.9's MiTBackbone was
+tried first (2026-11-22): under tf-keras it builds and nests, but a train step fails inside its
+HierarchicalTransformerEncoder (a reshape fixed at build time) and a saved model does not
+reload (its layer config does not deserialise), so it cannot serve as a teacher here.
 """
 
 from __future__ import annotations
