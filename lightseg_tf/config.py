@@ -101,6 +101,46 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Black-box distillation from a teacher cache (``lightseg distill``)."""
+
+    cache: str = ""  # teacher cache folder made by `lightseg teachers predict`
+    teachers: list[str] = field(default_factory=list)  # cache teachers to use; empty = all
+    weights_file: str = ""  # ensemble_weights.json; "" = CACHE/ensemble_weights.json if there, else equal
+    alpha: float = 0.5  # weight of the hard (DLCE) loss; 1 - alpha goes to the soft KL term
+    temperature: float = 2.0
+    init_from: str = ""  # run directory or model file whose weights start the student
+    qat: bool = False  # distil into the quantization-aware (fake-quantized) student
+
+
+def _default_space() -> dict[str, dict[str, Any]]:
+    return {
+        "distill.alpha": {"low": 0.2, "high": 0.9},
+        "distill.temperature": {"low": 1.0, "high": 6.0},
+        "train.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+        "train.optimizer": {"choices": ["adamw", "adam"]},
+        "data.batch_size": {"choices": [4, 8, 16]},
+        "model.options.width": {"choices": [0.5, 0.75, 1.0]},
+    }
+
+
+@dataclass
+class SearchConfig:
+    """Hyperparameter search (``lightseg tune``): each trial is a short training or distillation run.
+
+    ``space`` maps dotted config keys to ``{low, high[, log]}`` (numbers) or ``{choices: [...]}``.
+    """
+
+    engine: Literal["optuna", "kerastuner"] = "optuna"
+    algorithm: Literal["tpe", "random", "bayesian", "hyperband"] = "tpe"
+    trials: int = 10
+    epochs: int = 3  # per trial (hyperband: the most epochs a trial gets)
+    storage: str = ""  # Optuna RDB URL shared by workers; "" = SQLite file in the run directory
+    seed: int = 0
+    space: dict[str, dict[str, Any]] = field(default_factory=_default_space)
+
+
+@dataclass
 class Config:
     """The whole run: one of these is resolved and written into every run directory."""
 
@@ -110,6 +150,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 # ---------------------------------------------------------------------------- type checking
@@ -191,7 +233,7 @@ def _merge(obj, updates: dict, prefix: str = ""):
     return obj
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key.sub=value")
     key, raw = item.split("=", 1)
@@ -199,7 +241,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return key.strip(), value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -223,12 +265,38 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             _merge(cfg, data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    for item in overrides:
-        parts, value = _parse_override(item)
+    return with_overrides(cfg, dict(_parse_override(item) for item in overrides), copy=False)
+
+
+def with_overrides(cfg: Config, values: dict[str, Any], copy: bool = True) -> Config:
+    """``cfg`` with dotted keys set (``{"train.epochs": 5, "model.options.width": 0.5}``).
+
+    A key reaching inside a mapping field (``model.options.width``) sets that one entry and
+    keeps the mapping's others; a YAML file, by contrast, replaces a mapping it gives.
+    Returns a modified deep copy unless ``copy=False``.
+    """
+    import copy as _copy
+
+    cfg = _copy.deepcopy(cfg) if copy else cfg
+    for dotted, value in values.items():
+        parts = dotted.split(".")
+        obj, prefix = cfg, []
+        while len(parts) > 1 and dataclasses.is_dataclass(getattr(obj, parts[0], None)):
+            prefix.append(parts[0])
+            obj = getattr(obj, parts.pop(0))
+        if len(parts) > 1 and isinstance(getattr(obj, parts[0], None), dict):
+            entry = _copy.deepcopy(getattr(obj, parts[0]))
+            inner = entry
+            for part in parts[1:-1]:
+                inner = inner.setdefault(part, {})
+                if not isinstance(inner, dict):
+                    raise ConfigError(f"config key {dotted!r}: {part!r} is not a mapping")
+            inner[parts[-1]] = value
+            parts, value = parts[:1], entry
         nested: Any = value
         for part in reversed(parts):
             nested = {part: nested}
-        _merge(cfg, nested)
+        _merge(obj, nested, ".".join(prefix))
     return cfg
 
 

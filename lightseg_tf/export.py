@@ -21,7 +21,7 @@ import numpy as np
 
 from lightseg_tf import __version__
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import write_bytes_atomic, write_json_atomic
+from lightseg_tf.io_utils import sha256_file, write_bytes_atomic, write_json_atomic
 
 QUANT_MODES = ("int8", "float16", "dynamic", "float32")
 CARD_SCHEMA = "lightseg-model-card/1"
@@ -38,14 +38,6 @@ EDGETPU_OPS = frozenset({
     "SUM", "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE", "TRANSPOSE_CONV", "HARD_SWISH",
 })
 
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _serving_function(model, size: int):

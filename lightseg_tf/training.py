@@ -206,27 +206,61 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
             jit_compile=cfg.train.jit_compile,
         )
     LOG.info("model %s: %s parameters", cfg.model.name, f"{model.count_params():,}")
+    hist = fit_run(run, model, model, splits, cfg.train, extra_callbacks)
+    return TrainResult(run, best_path, hist, len(hist.get("epoch", [])))
 
+
+class SaveBest(keras.callbacks.Callback):
+    """Save ``target(model)`` atomically whenever ``monitor`` improves (max).
+
+    Unlike ModelCheckpoint it can save a part of the fitted model (the student inside a
+    Distiller) and never leaves a half-written file.
+    """
+
+    def __init__(self, path: Path, monitor: str = MONITOR, initial: float | None = None, target=None):
+        super().__init__()
+        self.path, self.monitor = Path(path), monitor
+        self.best = -math.inf if initial is None else initial
+        self.target = target or (lambda m: m)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            LOG.debug("epoch %d: %s improved %.4f -> %.4f; saving %s", epoch + 1, self.monitor, self.best, value,
+                      self.path)
+            self.best = float(value)
+            save_model_atomic(self.target(self.model), self.path)
+
+
+def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits, cfg: TrainConfig,
+            extra_callbacks=(), suffix: str = ".keras") -> dict:
+    """Fit ``fit_model`` with the run's callbacks; ``saved_model`` is what the checkpoints hold.
+
+    They differ for distillation (fit the Distiller, save its student). Writes ``best`` and
+    ``final`` models (``suffix`` ".h5" for QAT models, which do not survive .keras), CSV/JSON
+    history, TensorBoard logs and curves into ``run``.
+
+    Returns:
+        The history ``{column: [per-epoch values]}``.
+    """
+    best_path, final_path, history_csv = run / f"best{suffix}", run / f"final{suffix}", run / "history.csv"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run / "backup"), save_freq="epoch", delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor=MONITOR, mode="max", save_best_only=True,
-            initial_value_threshold=_best_so_far(history_csv),
-        ),
+        SaveBest(best_path, MONITOR, _best_so_far(history_csv), target=lambda _: saved_model),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False, profile_batch=0),
         _FlushLog(),
     ]
-    if cfg.train.schedule == "plateau":
+    if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", factor=0.5, patience=3))
-    if cfg.train.early_stopping_patience > 0:
+    if cfg.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
-                                                       patience=cfg.train.early_stopping_patience))
+                                                       patience=cfg.early_stopping_patience))
     callbacks.extend(extra_callbacks)
 
-    model.fit(splits.train, validation_data=splits.val, epochs=cfg.train.epochs,
-              callbacks=callbacks, verbose=cfg.train.verbose)
+    fit_model.fit(splits.train, validation_data=splits.val, epochs=cfg.epochs, callbacks=callbacks,
+                  verbose=cfg.verbose)
 
     shutil.rmtree(run / "backup", ignore_errors=True)  # the run finished; nothing to resume
     hist = read_history(history_csv)
@@ -234,9 +268,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
         raise LightsegError(f"{run}: training produced no checkpoint (diverged?); see {run / 'log.txt'}")
     write_json_atomic(run / "history.json", hist)
     plot_curves(hist, run / "curves.png")
-    save_model_atomic(model, final_path)
+    save_model_atomic(saved_model, final_path)
     LOG.info("best %s = %.4f; run directory %s", MONITOR, max(hist.get(MONITOR, [float("nan")])), run)
-    return TrainResult(run, best_path, hist, len(hist.get("epoch", [])))
+    return hist
 
 
 def save_model_atomic(model: keras.Model, path: str | Path) -> None:
@@ -286,7 +320,8 @@ def load_trained_model(path: str | Path) -> keras.Model:
 
     path = Path(path)
     if path.is_dir():
-        path = path / BEST_MODEL
+        qat_best = path / "best.h5"  # a run that trained a QAT student holds .h5 models
+        path = qat_best if qat_best.exists() and not (path / BEST_MODEL).exists() else path / BEST_MODEL
     if not path.is_file():
         raise LightsegError(f"{path}: no such model file; pass a run directory or a .keras file")
     if path.suffix == ".h5":  # QAT models only survive .h5

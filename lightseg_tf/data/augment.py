@@ -44,13 +44,24 @@ def build_augmenter(cfg: AugmentConfig, seed: int | None = None) -> A.Compose | 
     return A.Compose([t for t in transforms if t.p > 0], seed=seed)
 
 
-def augment_pair(aug: A.Compose, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def augment_pair(aug: A.Compose, image: np.ndarray, mask: np.ndarray, soft: np.ndarray | None = None):
     """Apply ``aug`` to float32 ``[H, W, 1]`` image and int ``[H, W]`` mask; same shapes out.
 
-    The image is clipped back to [0, 1] and the mask keeps its dtype.
+    The image is clipped back to [0, 1] and the mask keeps its dtype. ``soft`` (optional,
+    ``[H, W, C]`` per-pixel class probabilities such as a teacher's) moves with the mask
+    (nearest neighbour, so each pixel keeps a valid distribution); pixels that came from
+    outside the image get all their mass on background, like the mask's fill.
+
+    Returns:
+        ``(image, mask)``, or ``(image, mask, soft)`` when ``soft`` is given.
     """
-    out = aug(image=image, mask=mask)
+    extra = {} if soft is None else {"masks": [np.asarray(soft, np.float32)]}
+    out = aug(image=image, mask=mask, **extra)
     img = np.clip(out["image"], 0.0, 1.0).astype(np.float32)
     if img.ndim == 2:
         img = img[..., None]
-    return img, out["mask"].astype(mask.dtype)
+    if soft is None:
+        return img, out["mask"].astype(mask.dtype)
+    moved = np.array(out["masks"][0], np.float32)
+    moved[..., 0] += np.clip(1.0 - moved.sum(-1), 0.0, None)
+    return img, out["mask"].astype(mask.dtype), moved

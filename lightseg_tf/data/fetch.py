@@ -7,7 +7,6 @@ the internet the error says how to download by hand.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightseg_tf.errors import LightsegError
+from lightseg_tf.io_utils import sha256_file
 
 DEFAULT_BASE = "https://zenodo.org"
 
@@ -55,13 +55,6 @@ RELEASES = {r.name: r for r in (
             "abdomenus_256.npz", None, False, "medsegbench-npz", "Kus & Aydin, MedSegBench, Sci Data 2024"),
 )}
 
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _by_hand(rel: Release, dest: Path) -> str:
@@ -157,7 +150,7 @@ def fetch(name: str, dest: str | Path, sha256: str | None = None, base: str | No
             raise LightsegError(f"cannot download {url} ({reason}); {_by_hand(rel, dest)}") from None
     expected = sha256 or rel.sha256
     if expected:
-        got = sha256_of(target)
+        got = sha256_file(target)
         if got != expected:
             target.unlink()
             raise LightsegError(f"{target}: SHA-256 {got[:16]}... is not the expected {expected[:16]}...; "

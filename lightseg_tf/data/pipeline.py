@@ -3,12 +3,15 @@
 decode -> letterbox (image bilinear, mask nearest) -> cache -> [oversample rare classes]
 -> shuffle -> augment (albumentations, static shapes restored) -> batch -> prefetch.
 
-Elements are ``(image float32 [B, S, S, 1] in [0, 1], mask int32 [B, S, S])``.
+Elements are ``(image float32 [B, S, S, 1] in [0, 1], mask int32 [B, S, S])``; with soft
+targets (distillation), ``(image, (mask, soft float32 [B, S, S, C]))``, the soft map moved by
+the same geometric augmentation as the mask.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -57,7 +60,9 @@ def repeat_counts(dataset: SegDataset, factor: float, rare_fraction: float) -> n
     return np.where(holds_rare, int(round(factor)), 1).astype(np.int64)
 
 
-def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: int = 0) -> tf.data.Dataset:
+def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: int = 0,
+                 soft_targets: Callable[[int], np.ndarray] | None = None, num_classes: int | None = None,
+                 ) -> tf.data.Dataset:
     """Build the pipeline over every record of ``dataset``.
 
     Args:
@@ -65,23 +70,34 @@ def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: 
         cfg: data config (image size, batch, cache, shuffle, augmentation, determinism).
         training: shuffle, oversample and augment when True; plain ordered batches otherwise.
         seed: seed for shuffling and, in deterministic mode, augmentation.
+        soft_targets: ``i -> [S, S, C]`` probabilities of letterboxed record ``i`` (a teacher's).
+        num_classes: C of the soft targets (default: the dataset's).
 
     Returns:
-        A batched, prefetched ``tf.data.Dataset`` of ``(image, mask)``.
+        A batched, prefetched ``tf.data.Dataset`` of ``(image, mask)``, or of
+        ``(image, (mask, soft))`` when ``soft_targets`` is given.
     """
     size = cfg.image_size
     n = len(dataset)
     parallel = 1 if cfg.deterministic else tf.data.AUTOTUNE
+    shapes = [[size, size, 1], [size, size]]
+    types = [tf.float32, tf.int32]
+    if soft_targets is not None:
+        shapes.append([size, size, num_classes or dataset.num_classes])
+        types.append(tf.float32)
 
     def _load(i):
-        return load_letterboxed(dataset, int(i), size)
+        image, mask = load_letterboxed(dataset, int(i), size)
+        if soft_targets is None:
+            return image, mask
+        return image, mask, np.asarray(soft_targets(int(i)), np.float32)
+
+    def _fix(*xs):  # numpy_function forgets static shapes
+        return tuple(tf.ensure_shape(x, s) for x, s in zip(xs, shapes))
 
     ds = tf.data.Dataset.range(n)
-    ds = ds.map(
-        lambda i: tf.numpy_function(_load, [i], (tf.float32, tf.int32), stateful=False),
-        num_parallel_calls=parallel, deterministic=True,
-    )
-    ds = ds.map(lambda x, y: (tf.ensure_shape(x, [size, size, 1]), tf.ensure_shape(y, [size, size])))
+    ds = ds.map(lambda i: _fix(*tf.numpy_function(_load, [i], types, stateful=False)),
+                num_parallel_calls=parallel, deterministic=True)
     if cfg.cache:
         ds = ds.cache()
     if training:
@@ -95,17 +111,18 @@ def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: 
                         reshuffle_each_iteration=True)
         aug = build_augmenter(cfg.augment, seed=seed if cfg.deterministic else None)
         if aug is not None:
-            def _augment(image, mask, element_seed):
+            def _augment(element_seed, image, mask, soft=None):
                 if cfg.deterministic:
                     aug.set_random_seed(int(element_seed))
-                return augment_pair(aug, image, mask)
+                return augment_pair(aug, image, mask, soft)
 
             seeds = tf.data.Dataset.random(seed=seed).map(lambda s: s % (2**31))
             ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda xy, s: tuple(tf.numpy_function(_augment, [xy[0], xy[1], s], (tf.float32, tf.int32))),
+                lambda xs, s: _fix(*tf.numpy_function(_augment, [s, *xs], types)),
                 num_parallel_calls=parallel, deterministic=cfg.deterministic,
             )
-            ds = ds.map(lambda x, y: (tf.ensure_shape(x, [size, size, 1]), tf.ensure_shape(y, [size, size])))
+    if soft_targets is not None:
+        ds = ds.map(lambda x, y, t: (x, (y, t)))
     ds = ds.batch(cfg.batch_size, drop_remainder=False)
     options = tf.data.Options()
     options.deterministic = cfg.deterministic

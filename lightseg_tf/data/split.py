@@ -101,12 +101,19 @@ def load_split(path: str | Path, dataset: SegDataset | None = None) -> dict[str,
 
 def split_for(dataset: SegDataset, split_file: str | Path | None, val_fraction: float,
               test_fraction: float, seed: int, write_to: str | Path | None = None):
-    """Honour ``split_file`` when it exists; else make a split and write it to ``write_to``."""
+    """Honour ``split_file`` when it exists, else make a split (and write it to ``split_file``).
+
+    The split used is also written to ``write_to`` (a run's own ``split.json``), so a run
+    directory always says which images it trained, validated and tested on.
+    """
     if split_file and Path(split_file).exists():
-        return load_split(split_file, dataset)
+        split = load_split(split_file, dataset)
+        if write_to and Path(write_to).resolve() != Path(split_file).resolve():
+            save_split(split, write_to, source=str(Path(split_file).resolve()))
+        return split
     split = make_split(dataset, val_fraction, test_fraction, seed)
-    target = split_file or write_to
-    if target:
-        save_split(split, target, dataset=str(dataset.root), format=dataset.format, seed=seed,
-                   val_fraction=val_fraction, test_fraction=test_fraction)
+    info = dict(dataset=str(dataset.root), format=dataset.format, seed=seed, val_fraction=val_fraction,
+                test_fraction=test_fraction)
+    for target in {str(t) for t in (split_file, write_to) if t}:
+        save_split(split, target, **info)
     return split

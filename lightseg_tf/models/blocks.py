@@ -104,3 +104,26 @@ def resize_to(x, height: int, width: int, *, name: str):
     if x.shape[1] == height and x.shape[2] == width:
         return x
     return ResizeTo(height, width, name=name)(x)
+
+
+@keras.utils.register_keras_serializable(package="lightseg")
+class WeightedSoftVote(layers.Layer):
+    """Weighted soft voting of several logit maps: ``log(sum_t w_t softmax(z_t))``.
+
+    The output is a valid logit map (its softmax is the vote's probability, its argmax the
+    vote), so an ensemble model slots in wherever a single model's logits are expected.
+    """
+
+    def __init__(self, vote_weights, **kwargs):
+        super().__init__(**kwargs)
+        self.vote_weights = [float(w) for w in vote_weights]
+
+    def call(self, logits):
+        probs = [w * tf.nn.softmax(tf.cast(z, tf.float32), axis=-1) for w, z in zip(self.vote_weights, logits)]
+        return tf.math.log(tf.maximum(tf.add_n(probs), 1e-7))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "vote_weights": self.vote_weights}

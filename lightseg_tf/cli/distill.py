@@ -1,0 +1,112 @@
+"""``lightseg teachers predict``, ``lightseg ensemble tune``, ``lightseg distill`` and ``lightseg tune``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _config_args(p) -> None:
+    p.add_argument("--config", default=None, help="YAML file of overrides (default: built-in defaults)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("teachers", help="teacher outputs as data (the distillation cache)")
+    tsub = p.add_subparsers(dest="teachers_command", metavar="ACTION")
+    tsub.required = True
+    q = tsub.add_parser("predict", help="run trained teachers once and cache their probabilities")
+    q.add_argument("runs", nargs="+", metavar="RUN", help="teacher run directories (one shared split)")
+    q.add_argument("--out", required=True, help="cache folder (created, or extended with more teachers)")
+    q.add_argument("--data", default=None, help="dataset folder (default: the runs' own)")
+    q.add_argument("--format", default=None, help="reader name for --data (default: detect)")
+    q.add_argument("--splits", default="train,val", help="comma-separated splits to cache (default train,val)")
+    q.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
+    q.add_argument("--batch-size", type=int, default=8)
+    q.set_defaults(func=run_predict)
+
+    p = sub.add_parser("ensemble", help="voting ensembles of cached teachers")
+    esub = p.add_subparsers(dest="ensemble_command", metavar="ACTION")
+    esub.required = True
+    q = esub.add_parser("tune", help="search the weighted soft-voting weights on the validation split")
+    q.add_argument("--cache", required=True, help="teacher cache folder")
+    q.add_argument("--trials", type=int, default=100)
+    q.add_argument("--engine", default="optuna", choices=["optuna", "kerastuner"])
+    q.add_argument("--teachers", default="", help="comma-separated subset of the cache's teachers")
+    q.add_argument("--split", default="val", help="split to tune on (default val)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default=None, help="folder for ensemble_weights.json (default: the cache)")
+    q.add_argument("--json", action="store_true", help="print the result as JSON")
+    q.set_defaults(func=run_ensemble_tune)
+
+    p = sub.add_parser("distill", help="distil a student from a teacher cache (custom train_step)")
+    _config_args(p)
+    p.add_argument("--overwrite", action="store_true", help="retrain even if the run finished")
+    p.set_defaults(func=run_distill)
+
+    p = sub.add_parser("tune", help="search training / distillation hyperparameters")
+    _config_args(p)
+    p.add_argument("--engine", default=None, choices=["optuna", "kerastuner"], help="overrides search.engine")
+    p.add_argument("--trials", type=int, default=None, help="overrides search.trials")
+    p.add_argument("--json", action="store_true", help="print the best trial as JSON")
+    p.set_defaults(func=run_tune)
+
+
+def _load(args):
+    from lightseg_tf.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if not sys.stdout.isatty():
+        cfg.train.verbose = 2 if cfg.train.verbose == 1 else cfg.train.verbose
+    return cfg
+
+
+def run_predict(args) -> int:
+    from lightseg_tf.teacher_cache import TeacherCache, predict_teachers
+
+    splits = [s for s in args.splits.split(",") if s]
+    out = predict_teachers(args.runs, args.out, splits, args.batch_size, args.tta, args.data, args.format)
+    cache = TeacherCache(out)
+    print(f"{out}: teachers {cache.teachers}, splits {splits}, {cache.size}x{cache.size}, classes {cache.classes}")
+    return 0
+
+
+def run_ensemble_tune(args) -> int:
+    from lightseg_tf.ensemble import table_markdown, tune_cache
+
+    teachers = [t for t in args.teachers.split(",") if t]
+    result = tune_cache(args.cache, args.trials, args.engine, teachers, args.split, args.seed, args.out)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    else:
+        print(table_markdown(result["table"]))
+        print(f"weights {json.dumps(result['weights'])}; {args.trials} trials in {result['search_seconds']:.1f} s "
+              f"({args.engine}); teachers disagree on {100 * result['disagreement']:.2f}% of pixels")
+    return 0
+
+
+def run_distill(args) -> int:
+    from lightseg_tf.distill import distill
+
+    result = distill(_load(args), args.run_dir, overwrite=args.overwrite)
+    print(result.run_dir)
+    return 0
+
+
+def run_tune(args) -> int:
+    from lightseg_tf.search import tune
+
+    cfg = _load(args)
+    if args.engine:
+        cfg.search.engine = args.engine
+    if args.trials is not None:
+        cfg.search.trials = args.trials
+    result = tune(cfg, args.run_dir)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(result["table_md"])
+        print(f"best mean foreground Dice {result['best_value']:.4f} with {json.dumps(result['best_params'])}")
+        print(f"best config: {result['best_config']}")
+    return 0
