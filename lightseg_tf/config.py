@@ -140,6 +140,34 @@ class SearchConfig:
     space: dict[str, dict[str, Any]] = field(default_factory=_default_space)
 
 
+def _default_teachers() -> dict[str, dict[str, Any]]:
+    return {
+        "unet": {"model": "unet", "options": {"base_filters": 16, "depth": 4}},
+        "attention_unet": {"model": "attention_unet", "options": {"base_filters": 16, "depth": 4}},
+    }
+
+
+@dataclass
+class PipelineConfig:
+    """The whole LightSeg chain (``lightseg pipeline``); the student is ``model``, trained with ``train``.
+
+    ``teachers`` maps a teacher name to ``{model, options[, epochs, learning_rate]}``.
+    """
+
+    teachers: dict[str, dict[str, Any]] = field(default_factory=_default_teachers)
+    teacher_epochs: int = 0  # 0 = train.epochs
+    ensemble_engine: Literal["optuna", "kerastuner"] = "optuna"
+    ensemble_trials: int = 100
+    baseline: bool = True  # also train the student on the labels alone, to measure what distillation adds
+    qat: bool = True  # quantization-aware fine-tuning (with the Distiller) before the int8 export
+    qat_epochs: int = 2
+    qat_learning_rate: float = 2e-4
+    export: list[str] = field(default_factory=lambda: ["int8"])  # TFLite variants to export
+    explain_images: int = 2
+    robustness: bool = True
+    biometry_images: int = 8
+
+
 @dataclass
 class Config:
     """The whole run: one of these is resolved and written into every run directory."""
@@ -152,6 +180,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 # ---------------------------------------------------------------------------- type checking

@@ -249,11 +249,15 @@ def table_markdown(rows: list[dict]) -> str:
 
 
 def tune_cache(cache_dir: str | Path, trials: int = 100, engine: str = "optuna", teachers=(), split: str = "val",
-               seed: int = 0, out: str | Path | None = None) -> dict:
+               seed: int = 0, out: str | Path | None = None, report_split: str | None = None) -> dict:
     """Tune the weights on a teacher cache and write ``ensemble_weights.json`` + ``ensemble_table.md``.
 
+    The weights are searched on ``split``; the table of each teacher vs the three votes is
+    computed on ``report_split`` (default: ``test`` when the cache holds it, else ``split``),
+    so the weighted ensemble is not judged on the images its weights were fitted to.
+
     Returns:
-        The written result: teachers, weights, engine, split, the search trials and the table.
+        The written result: teachers, weights, engine, splits, the search trials and the table.
     """
     from lightseg_tf.teacher_cache import TeacherCache
 
@@ -264,15 +268,23 @@ def tune_cache(cache_dir: str | Path, trials: int = 100, engine: str = "optuna",
     prep = time.perf_counter() - t0
     LOG.info("%d teachers on %d %s images; they disagree on %.2f%% of pixels", len(names), problem.n_images,
              split, 100 * problem.disagreement)
-    search = tune_weights(problem, trials, engine, seed, workdir=Path(out or cache_dir) / "kerastuner")
-    rows = ensemble_table(problem, names, cache.classes, search["weights"])
-    result = {"teachers": names, "weights": dict(zip(names, search["weights"])), "split": split,
-              "engine": engine, "trials": trials, "mean_fg_dice": search["mean_fg_dice"],
-              "prepare_seconds": round(prep, 3), "search_seconds": search["seconds"],
-              "disagreement": problem.disagreement, "table": rows, "history": search["trials"]}
     out = Path(out or cache_dir)
+    search = tune_weights(problem, trials, engine, seed, workdir=out / "kerastuner")
+    if report_split is None:
+        has_test = bool(cache.splits.get("test")) and all(
+            "test" in cache.manifest["teachers"][t]["files"] for t in names)
+        report_split = "test" if has_test else split
+    shown = problem if report_split == split else VoteProblem([cache.probs(t, report_split) for t in names],
+                                                               cache.labels(report_split))
+    rows = ensemble_table(shown, names, cache.classes, search["weights"])
+    result = {"teachers": names, "weights": dict(zip(names, search["weights"])), "split": split,
+              "table_split": report_split, "engine": engine, "trials": trials,
+              "mean_fg_dice": search["mean_fg_dice"], "prepare_seconds": round(prep, 3),
+              "search_seconds": search["seconds"], "disagreement": problem.disagreement, "table": rows,
+              "history": search["trials"]}
     write_json_atomic(out / "ensemble_weights.json", result)
-    write_text_atomic(out / "ensemble_table.md", table_markdown(rows) + "\n")
+    write_text_atomic(out / "ensemble_table.md", f"Tuned on {split}, scored on {report_split}.\n\n"
+                      + table_markdown(rows) + "\n")
     return result
 
 

@@ -115,3 +115,37 @@ def format_summary(summary: dict) -> str:
     extra = fmt(summary["mean_fg_hd95"], 12, 2) + fmt(summary["mean_fg_assd"], 12, 2) if surface else ""
     lines.append(f"{'mean (fg)':<14}{fmt(summary['mean_fg_dice'])}{fmt(summary['mean_fg_iou'])}{extra}")
     return "\n".join(lines)
+
+
+def evaluate_run(run: str | Path, split: str = "test", tflite: str | Path | None = None, postprocess: bool = False,
+                 out: str | Path | None = None, tta: str | None = None) -> EvalResult:
+    """Score a run's best Keras model (or ``tflite``) on one side of the run's own split.
+
+    Writes ``eval_<split>[_hflip][_<tflite stem>]_{per_image.csv,summary.json}`` (and the
+    ``_postprocessed`` pair) into ``out`` (default: the run directory).
+    """
+    from lightseg_tf.training import load_trained_model, open_run, predict_probs
+
+    rd = open_run(run)
+    part = rd.part(split)
+    if tflite is not None:
+        from lightseg_tf.export import load_tflite
+
+        seg = load_tflite(tflite)
+        size, predict_fn = seg.size, seg.predict
+    else:
+        model = load_trained_model(rd.run_dir)
+        size = int(model.input_shape[1])
+        predict_fn = lambda x: predict_probs(model, x, tta=tta)  # noqa: E731
+    post = None
+    if postprocess:
+        from lightseg_tf.postprocess import make_postprocess
+
+        post = make_postprocess(part.classes)
+    result = evaluate(predict_fn, part, size, postprocess=post)
+    stem = f"eval_{split}" + ("_hflip" if tta == "hflip" else "") + (f"_{Path(tflite).stem}" if tflite else "")
+    target = Path(out) if out else rd.run_dir
+    write_results(result, target, stem)
+    if result.post is not None:
+        write_results(result.post, target, stem + "_postprocessed")
+    return result

@@ -49,8 +49,14 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def build_report(runs: list[str | Path], out: str | Path, n_examples: int = 3) -> Path:
-    """Write the report of ``runs`` (directories made by ``lightseg train``) to ``out``."""
+def build_report(runs: list[str | Path], out: str | Path, n_examples: int = 3, robustness: list[Path] | None = None,
+                 extra_html: str = "") -> Path:
+    """Write the report of ``runs`` (directories made by ``lightseg train``) to ``out``.
+
+    Args:
+        robustness: robustness PNGs to show (default: each run's ``robustness/robustness.png``).
+        extra_html: a section placed right after the data section (e.g. the pipeline's table).
+    """
     from lightseg_tf.biometry import measure_mask
     from lightseg_tf.data.inspect import dataset_stats
     from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask, unletterbox_probs
@@ -75,6 +81,7 @@ def build_report(runs: list[str | Path], out: str | Path, n_examples: int = 3) -
     parts.append(_table(["class", "pixels %", "images with it"],
                         [[c, 100 * f, stats["images_with_class"][c]] for c, f in stats["pixel_fraction"].items()]))
 
+    parts.append(extra_html)
     metric_rows, eff_rows = [], []
     for rd in runs:
         s_path = rd.run_dir / "eval_test_summary.json"
@@ -122,8 +129,8 @@ def build_report(runs: list[str | Path], out: str | Path, n_examples: int = 3) -
                  + f"<img alt='panels' src='{png_uri(contact_sheet(tiles, columns=2 + len(models)))}'>")
     parts.append(f"<h2>GradCAM++ ({html.escape(test.classes[1])}, {html.escape(next(iter(models)))})</h2>"
                  + f"<img alt='gradcam' src='{png_uri(contact_sheet(cams, columns=len(cams)))}'>")
-    rob = [rd.run_dir / "robustness" / "robustness.png" for rd in runs]
-    rob = [p for p in rob if p.exists()]
+    rob = robustness if robustness is not None else [rd.run_dir / "robustness" / "robustness.png" for rd in runs]
+    rob = [p for p in rob if Path(p).exists()]
     parts.append("<h2>Robustness</h2>" + ("".join(f"<img alt='robustness' src='{png_uri(p)}'>" for p in rob) if rob
                  else "<p class='note'>run lightseg robustness RUN --out RUN/robustness to add the curves</p>"))
     units = "mm" if test.records and test.records[0].pixel_size_mm else "px"

@@ -13,18 +13,19 @@ from lightseg_tf.io_utils import write_text_atomic
 LOG = logging.getLogger("lightseg")
 
 
-def open_run_dir(cfg: Config, run_dir: str | Path | None = None) -> Path:
+def open_run_dir(cfg: Config, run_dir: str | Path | None = None, allow_changes: bool = False) -> Path:
     """Create (or reopen, to resume) the run directory and write the resolved config.
 
     The default is ``{run_root}/{name}``, so rerunning the same command resumes the same run.
     Reopening a run whose stored config differs from ``cfg`` is an error naming the file:
-    resuming with another config would mix two experiments in one folder.
+    resuming with another config would mix two experiments in one folder. ``allow_changes``
+    is for staged runs (``lightseg pipeline``), whose stage keys decide what a change redoes.
     """
     path = Path(run_dir) if run_dir else Path(cfg.run_root) / cfg.name
     path.mkdir(parents=True, exist_ok=True)
     text = dump_config(cfg)
     stored = path / "config.yaml"
-    if stored.exists() and stored.read_text() != text:
+    if stored.exists() and stored.read_text() != text and not allow_changes:
         raise LightsegError(
             f"{stored}: this run directory holds a run with another config; "
             "choose another name= / --run-dir, or delete the folder to start over"

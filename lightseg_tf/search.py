@@ -60,7 +60,7 @@ def run_trial(cfg: Config, run_dir: Path) -> float:
 
     keras.backend.clear_session()
     if cfg.distill.cache:
-        from lightseg_tf.distill import distill
+        from lightseg_tf.distillation import distill
 
         result = distill(cfg, run_dir)
     else:

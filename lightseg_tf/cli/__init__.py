@@ -17,7 +17,7 @@ from lightseg_tf import __version__
 from lightseg_tf.errors import LightsegError
 
 # Command-group modules, in the order --help lists them.
-COMMAND_MODULES = ("demo", "data", "train", "distill", "models", "quant", "deploy", "clinic")
+COMMAND_MODULES = ("demo", "pipeline", "data", "train", "distill", "models", "quant", "deploy", "clinic")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,8 @@ def register(sub) -> None:
     q.add_argument("--engine", default="optuna", choices=["optuna", "kerastuner"])
     q.add_argument("--teachers", default="", help="comma-separated subset of the cache's teachers")
     q.add_argument("--split", default="val", help="split to tune on (default val)")
+    q.add_argument("--report-split", default=None,
+                   help="split of the comparison table (default: test when cached, else --split)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default=None, help="folder for ensemble_weights.json (default: the cache)")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -76,10 +78,12 @@ def run_ensemble_tune(args) -> int:
     from lightseg_tf.ensemble import table_markdown, tune_cache
 
     teachers = [t for t in args.teachers.split(",") if t]
-    result = tune_cache(args.cache, args.trials, args.engine, teachers, args.split, args.seed, args.out)
+    result = tune_cache(args.cache, args.trials, args.engine, teachers, args.split, args.seed, args.out,
+                        args.report_split)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     else:
+        print(f"scored on the {result['table_split']} split (weights tuned on {result['split']}):")
         print(table_markdown(result["table"]))
         print(f"weights {json.dumps(result['weights'])}; {args.trials} trials in {result['search_seconds']:.1f} s "
               f"({args.engine}); teachers disagree on {100 * result['disagreement']:.2f}% of pixels")
@@ -87,7 +91,7 @@ def run_ensemble_tune(args) -> int:
 
 
 def run_distill(args) -> int:
-    from lightseg_tf.distill import distill
+    from lightseg_tf.distillation import distill
 
     result = distill(_load(args), args.run_dir, overwrite=args.overwrite)
     print(result.run_dir)

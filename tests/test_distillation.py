@@ -10,7 +10,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from lightseg_tf.config import AugmentConfig, DataConfig, load_config
-from lightseg_tf.distill import Distiller, probs_to_logits
+from lightseg_tf.distillation import Distiller, probs_to_logits
 from lightseg_tf.losses import SegmentationLoss
 from lightseg_tf.models import build_model
 

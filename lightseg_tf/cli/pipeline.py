@@ -1,0 +1,45 @@
+"""``lightseg pipeline``: the whole LightSeg chain from one config, resumable stage by stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+STAGES = "data, teachers, cache, ensemble, distill, baseline, qat, export, evaluate, clinic, report"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pipeline", help="teachers -> ensemble -> distilled student -> QAT -> int8 -> report",
+                       description=f"Stages: {STAGES}. A finished stage is skipped when its config is "
+                                   "unchanged; a stopped run resumes in the stage it was in.")
+    p.add_argument("--config", default=None, help="YAML file of overrides, e.g. experiments/quickstart.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+    p.add_argument("--from", dest="start", default=None, metavar="STAGE", help="re-run this stage and all later")
+    p.add_argument("--only", default=None, metavar="STAGE", help="run just this stage (earlier ones must be done)")
+    p.add_argument("--json", action="store_true", help="print the stages' results as JSON")
+    p.set_defaults(func=run_pipeline_cmd)
+
+
+def run_pipeline_cmd(args) -> int:
+    from lightseg_tf.chain import run_pipeline
+    from lightseg_tf.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if not sys.stdout.isatty():
+        cfg.train.verbose = 2 if cfg.train.verbose == 1 else cfg.train.verbose
+    out = run_pipeline(cfg, args.run_dir, args.start, args.only)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    rows = out["results"].get("evaluate", {}).get("rows", {})
+    if rows:
+        print(f"\n{'model':<32}{'test mean fg Dice':>18}")
+        for name, r in rows.items():
+            print(f"{name:<32}{r['mean_fg_dice']:>18.4f}")
+    print(f"\nrun directory: {out['run_dir']}")
+    if "model" in out:
+        print(f"int8 model:    {out['model']}")
+    if "report" in out:
+        print(f"report:        {out['report']}")
+    return 0

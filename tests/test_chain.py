@@ -1,0 +1,72 @@
+"""``lightseg pipeline``: the whole chain on a tiny phantom, its resume and its config checks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lightseg_tf.chain import build_stages
+from lightseg_tf.config import load_config
+from lightseg_tf.errors import LightsegError
+
+TINY = """
+name: tiny
+data: {image_size: 32, batch_size: 4, phantom_n: 20, augment: {enabled: false}}
+model: {name: lightseg_student, options: {width: 0.25}}
+loss: {terms: {dlce: 1.0}}
+train: {epochs: 1, verbose: 0}
+pipeline:
+  teachers:
+    a: {model: unet, options: {base_filters: 4, depth: 2}}
+    b: {model: unet, options: {base_filters: 6, depth: 2}, epochs: 2}
+  ensemble_trials: 5
+  qat: false
+  robustness: false
+  explain_images: 1
+  biometry_images: 2
+"""
+
+
+def _pipeline(cfg_path, *args, cwd):
+    out = subprocess.run([sys.executable, "-m", "lightseg_tf", "pipeline", "--config", str(cfg_path), *map(str, args)],
+                         cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_teacher_specs_and_stage_names_are_checked():
+    with pytest.raises(LightsegError, match="pipeline.teachers.x"):
+        build_stages(load_config(None, ["pipeline.teachers={x: {options: {}}}"]))
+    with pytest.raises(LightsegError, match="unknown keys"):
+        build_stages(load_config(None, ["pipeline.teachers={x: {model: unet, depth: 3}}"]))
+    names = [s.name for s in build_stages(load_config(None, ["pipeline.baseline=false", "pipeline.qat=false"]))]
+    assert names == ["data", "teachers", "cache", "ensemble", "distill", "export", "evaluate", "clinic", "report"]
+
+
+@pytest.mark.slow
+def test_the_chain_runs_end_to_end_then_resumes_without_redoing_work(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    out = _pipeline(cfg, f"run_root={tmp_path}", cwd=tmp_path)
+    run = tmp_path / "tiny"
+    summary = json.loads((run / "pipeline.json").read_text())
+    assert summary["model"].endswith("student_int8.tflite") and (run / "stages" / "export" / "student_int8.json").exists()
+    assert f"int8 model:    {summary['model']}" in out.stdout and f"report:        {summary['report']}" in out.stdout
+    html = (run / "stages" / "report" / "report.html").read_text()
+    assert "LightSeg chain" in html and "weighted ensemble" in html
+    rows = summary["stages"]["evaluate"]["rows"]
+    assert {"teacher a", "teacher b", "weighted ensemble", "student, labels only", "student, distilled (Keras)",
+            "student int8 TFLite"} == set(rows)
+    assert json.loads((run / "stages" / "teachers" / "b" / "history.json").read_text())["epoch"] == [0, 1]
+    assert (run / "stages" / "distill" / "student" / "eval_test_postprocessed_summary.json").exists()
+    assert list((run / "stages" / "clinic" / "explain").glob("*.png"))
+    assert not list((run / "stages").glob("*.partial"))
+
+    again = _pipeline(cfg, f"run_root={tmp_path}", cwd=tmp_path)
+    assert again.stderr.count("skipped (done for this config)") == 10  # every stage
+
+    # A changed ensemble setting in the same run re-runs that stage, never the teachers.
+    changed = _pipeline(cfg, "--only", "ensemble", f"run_root={tmp_path}", "pipeline.ensemble_trials=3", cwd=tmp_path)
+    assert "stage ensemble     running" in changed.stderr and "teachers     running" not in changed.stderr
+    assert len(json.loads((run / "stages" / "ensemble" / "ensemble_weights.json").read_text())["history"]) == 3
