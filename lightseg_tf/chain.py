@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from lightseg_tf.config import Config, config_to_dict, with_overrides
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.io_utils import write_json_atomic, write_text_atomic
@@ -35,13 +37,13 @@ def _data_overrides(cfg: Config, ctx: Context) -> dict:
 def _run_cfg(cfg: Config, values: dict) -> Config:
     """The config of one run inside a stage: ``cfg`` with ``values``, minus the chain-level sections.
 
-    Dropping ``pipeline`` and ``search`` keeps a resumed stage's runs reopenable after a change
+    Dropping ``pipeline``, ``search`` and ``study`` keeps a resumed stage's runs reopenable after a change
     elsewhere in the chain (a run directory refuses a different config).
     """
-    from lightseg_tf.config import PipelineConfig, SearchConfig
+    from lightseg_tf.config import PipelineConfig, SearchConfig, StudyConfig
 
     out = with_overrides(cfg, values)
-    out.pipeline, out.search = PipelineConfig(), SearchConfig()
+    out.pipeline, out.search, out.study = PipelineConfig(), SearchConfig(), StudyConfig()
     return out
 
 
@@ -52,7 +54,7 @@ def _student_cfg(cfg: Config, ctx: Context, name: str, **values) -> Config:
                           **values})
 
 
-def _scores(result) -> dict:
+def summary_scores(result) -> dict:
     s = result.summary
     out = {"mean_fg_dice": s["mean_fg_dice"], "mean_fg_iou": s["mean_fg_iou"],
            "dice": {c: v["dice"] for c, v in s["per_class"].items()}}
@@ -66,52 +68,72 @@ def _best_val(hist: dict) -> float | None:
     return max(vals) if vals else None
 
 
+def check_model_specs(specs: dict, where: str) -> None:
+    """Each entry must be ``{model[, options, epochs, learning_rate]}``."""
+    if not specs:
+        raise LightsegError(f"{where} is empty: give at least one model")
+    for name, spec in specs.items():
+        unknown = set(spec) - TEACHER_KEYS
+        if unknown or "model" not in spec:
+            raise LightsegError(f"{where}.{name}: give model (+ options, epochs, learning_rate); "
+                                f"unknown keys {sorted(unknown)}")
+
+
+def prepare_data(cfg: Config, out: Path) -> dict:
+    """The data stage: the dataset (a phantom in ``out`` when no path is set) and its one split."""
+    from lightseg_tf.data.phantom import write_phantom_dataset
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.split import split_for
+
+    if cfg.data.path:
+        dataset = read_dataset(cfg.data.path, cfg.data.format)
+    else:
+        if not (out / "phantom" / "dataset.json").exists():
+            write_phantom_dataset(out / "phantom", cfg.data.phantom_n, size=max(cfg.data.image_size, 128),
+                                  seed=cfg.data.phantom_seed)
+        dataset = read_dataset(out / "phantom", "lightseg")
+    split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
+                      cfg.data.split_seed, write_to=out / "split.json")
+    return {"dataset": str(dataset.root), "classes": list(dataset.classes), **{k: len(v) for k, v in split.items()}}
+
+
+def train_models(cfg: Config, ctx: Context, out: Path, specs: dict, epochs: int, tta: bool = False) -> dict:
+    """Train each ``{name: {model, options, ...}}`` on the chain's data and split into ``out/name``.
+
+    Returns:
+        Per model: best validation mean foreground Dice and test scores (also with hflip TTA if ``tta``).
+    """
+    from lightseg_tf.evaluate import evaluate_run
+    from lightseg_tf.training import train
+
+    results = {}
+    for name, spec in specs.items():
+        mcfg = _run_cfg(cfg, {
+            **_data_overrides(cfg, ctx), "name": f"{cfg.name}-{name}", "model.name": spec["model"],
+            "model.options": dict(spec.get("options", {})), "train.epochs": int(spec.get("epochs") or epochs),
+            "train.learning_rate": float(spec.get("learning_rate", cfg.train.learning_rate))})
+        LOG.info("model %s (%s)", name, spec["model"])
+        res = train(mcfg, out / name)
+        results[name] = {"best_val_mean_fg_dice": _best_val(res.history),
+                         "test": summary_scores(evaluate_run(out / name, "test"))}
+        if tta:
+            results[name]["test_hflip"] = summary_scores(evaluate_run(out / name, "test", tta="hflip"))
+    return results
+
+
 def build_stages(cfg: Config) -> list[Stage]:
     """The chain's stages for ``cfg`` (the student is ``cfg.model``; see :class:`PipelineConfig`)."""
     from lightseg_tf.evaluate import evaluate_run
 
     pc = cfg.pipeline
     data_reads = config_to_dict(cfg.data)
-    for name, spec in pc.teachers.items():
-        unknown = set(spec) - TEACHER_KEYS
-        if unknown or "model" not in spec:
-            raise LightsegError(f"pipeline.teachers.{name}: give model (+ options, epochs, learning_rate); "
-                                f"unknown keys {sorted(unknown)}")
-    if not pc.teachers:
-        raise LightsegError("pipeline.teachers is empty: the ensemble needs at least one teacher")
+    check_model_specs(pc.teachers, "pipeline.teachers")
 
     def data(ctx, out):
-        from lightseg_tf.data.phantom import write_phantom_dataset
-        from lightseg_tf.data.readers import read_dataset
-        from lightseg_tf.data.split import split_for
-
-        if cfg.data.path:
-            dataset = read_dataset(cfg.data.path, cfg.data.format)
-        else:
-            if not (out / "phantom" / "dataset.json").exists():
-                write_phantom_dataset(out / "phantom", cfg.data.phantom_n, size=max(cfg.data.image_size, 128),
-                                      seed=cfg.data.phantom_seed)
-            dataset = read_dataset(out / "phantom", "lightseg")
-        split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
-                          cfg.data.split_seed, write_to=out / "split.json")
-        return {"dataset": str(dataset.root), "classes": list(dataset.classes),
-                **{k: len(v) for k, v in split.items()}}
+        return prepare_data(cfg, out)
 
     def teachers(ctx, out):
-        from lightseg_tf.training import train
-
-        results = {}
-        for name, spec in pc.teachers.items():
-            tcfg = _run_cfg(cfg, {
-                **_data_overrides(cfg, ctx), "name": f"{cfg.name}-{name}", "model.name": spec["model"],
-                "model.options": dict(spec.get("options", {})),
-                "train.epochs": int(spec.get("epochs") or pc.teacher_epochs or cfg.train.epochs),
-                "train.learning_rate": float(spec.get("learning_rate", cfg.train.learning_rate))})
-            LOG.info("teacher %s (%s)", name, spec["model"])
-            res = train(tcfg, out / name)
-            results[name] = {"best_val_mean_fg_dice": _best_val(res.history),
-                             "test": _scores(evaluate_run(out / name, "test"))}
-        return results
+        return train_models(cfg, ctx, out, pc.teachers, pc.teacher_epochs or cfg.train.epochs)
 
     def cache(ctx, out):
         from lightseg_tf.teacher_cache import predict_teachers
@@ -136,14 +158,14 @@ def build_stages(cfg: Config) -> list[Stage]:
         write_json_atomic(out / "student" / "ensemble_table.json",  # the report shows it
                           [["model", *cols], [[r["model"], *(r[c] for c in cols)] for r in table]])
         return {"best_val_mean_fg_dice": _best_val(res.history),
-                "test": _scores(evaluate_run(out / "student", "test", postprocess=True))}
+                "test": summary_scores(evaluate_run(out / "student", "test", postprocess=True))}
 
     def baseline(ctx, out):
         from lightseg_tf.training import train
 
         res = train(_student_cfg(cfg, ctx, "baseline"), out / "baseline")
         return {"best_val_mean_fg_dice": _best_val(res.history),
-                "test": _scores(evaluate_run(out / "baseline", "test"))}
+                "test": summary_scores(evaluate_run(out / "baseline", "test"))}
 
     def qat(ctx, out):
         from lightseg_tf.distillation import distill as run_distill
@@ -177,7 +199,7 @@ def build_stages(cfg: Config) -> list[Stage]:
         rows["student, distilled (Keras)"] = ctx.results["distill"]["test"]
         for quant, name in ctx.results["export"]["files"].items():
             tfl = ctx.stage_dir("export") / name
-            rows[f"student {quant} TFLite"] = _scores(evaluate_run(student, "test", tflite=tfl, out=out))
+            rows[f"student {quant} TFLite"] = summary_scores(evaluate_run(student, "test", tflite=tfl, out=out))
         lines = ["| model | test mean fg Dice | test mean fg IoU |", "|---|---|---|"]
         for name, r in rows.items():
             lines.append(f"| {name} | {r['mean_fg_dice']:.4f} | {r['mean_fg_iou']:.4f} |")
@@ -260,6 +282,12 @@ def _clinic(cfg: Config, ctx: Context, out: Path) -> dict:
         results["biometry"].append({"id": rec.id, "hc": m.get("hc"), "reference_hc": rec.hc_mm,
                                     "bpd": m.get("bpd"), "units": m.get("units"), "flags": m["flags"]})
     write_json_atomic(out / "biometry.json", results["biometry"])
+    errors = [abs(b["hc"] - b["reference_hc"]) for b in results["biometry"]
+              if b["hc"] is not None and b["reference_hc"] and b["units"] == "mm"]
+    if errors:  # datasets with a reference HC (HC18, the phantom)
+        results["hc_abs_error_mm"] = {"n": len(errors), "median": float(np.median(errors)),
+                                      "mean": float(np.mean(errors)),
+                                      "no_head_found": sum(b["hc"] is None for b in results["biometry"])}
     return results
 
 

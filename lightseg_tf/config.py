@@ -169,6 +169,18 @@ class PipelineConfig:
 
 
 @dataclass
+class StudyConfig:
+    """A comparative study (``lightseg study``): several models under one pipeline and split."""
+
+    models: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "unet": {"model": "unet", "options": {"base_filters": 16, "depth": 4}},
+        "attention_unet": {"model": "attention_unet", "options": {"base_filters": 16, "depth": 4}},
+        "deeplabv3plus": {"model": "deeplabv3plus", "options": {"encoder": "mobilenetv3small"}},
+    })
+    tta: bool = True  # test metrics with and without horizontal-flip TTA
+
+
+@dataclass
 class Config:
     """The whole run: one of these is resolved and written into every run directory."""
 
@@ -181,6 +193,7 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
 
 # ---------------------------------------------------------------------------- type checking

@@ -36,7 +36,7 @@ def _pipeline(cfg_path, *args, cwd):
 
 
 def test_teacher_specs_and_stage_names_are_checked():
-    with pytest.raises(LightsegError, match="pipeline.teachers.x"):
+    with pytest.raises(LightsegError, match="pipeline.teachers.x: give model"):
         build_stages(load_config(None, ["pipeline.teachers={x: {options: {}}}"]))
     with pytest.raises(LightsegError, match="unknown keys"):
         build_stages(load_config(None, ["pipeline.teachers={x: {model: unet, depth: 3}}"]))
@@ -70,3 +70,20 @@ def test_the_chain_runs_end_to_end_then_resumes_without_redoing_work(tmp_path):
     changed = _pipeline(cfg, "--only", "ensemble", f"run_root={tmp_path}", "pipeline.ensemble_trials=3", cwd=tmp_path)
     assert "stage ensemble     running" in changed.stderr and "teachers     running" not in changed.stderr
     assert len(json.loads((run / "stages" / "ensemble" / "ensemble_weights.json").read_text())["history"]) == 3
+
+
+@pytest.mark.slow
+def test_a_study_tabulates_tta_and_generalisation_gaps(tmp_path):
+    from lightseg_tf.study import run_study
+
+    cfg = load_config(None, ["name=st", f"run_root={tmp_path}", "data.image_size=32", "data.batch_size=4",
+                             "data.phantom_n=16", "data.augment.enabled=false", "train.epochs=1", "train.verbose=0",
+                             "study.models={a: {model: unet, options: {base_filters: 4, depth: 2}}, "
+                             "b: {model: segnet, options: {base_filters: 4, depth: 2}}}"])
+    out = run_study(cfg)
+    rows = {r["model"]: r for r in out["rows"]}
+    assert set(rows) == {"a", "b"}
+    r = rows["a"]
+    assert r["gap_train_test_dice"] == pytest.approx(r["train_dice"] - r["test_dice"])
+    assert r["gap_val_test_iou"] == pytest.approx(r["val_iou"] - r["test_iou"])
+    assert "test_hflip_dice" in r and "| a |" in (tmp_path / "st" / "stages" / "table" / "study.md").read_text()
