@@ -87,6 +87,8 @@ def tune(cfg: Config, run_dir: str | Path | None = None) -> dict:
         rows = _kerastuner(cfg, run)
     else:
         raise LightsegError(f"unknown search engine {sc.engine!r}; use optuna or kerastuner")
+    if rows is None:  # a KerasTuner worker: the chief keeps the record and writes the results
+        return {"engine": sc.engine, "worker": os.environ.get("KERASTUNER_TUNER_ID"), "trials": []}
     done = [r for r in rows if r["value"] is not None]
     if not done:
         raise LightsegError(f"{run}: no trial finished; see {run / 'log.txt'}")
@@ -122,12 +124,9 @@ def _write_table(run: Path, rows: list[dict]) -> str:
 
 def _optuna(cfg: Config, run: Path) -> list[dict]:
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
     sc = cfg.search
-    url = sc.storage or f"sqlite:///{(run / 'optuna.db').resolve()}"
-    storage = RDBStorage(url, heartbeat_interval=30, grace_period=120,
-                         failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    storage = _optuna_storage(sc.storage or f"sqlite:///{(run / 'optuna.db').resolve()}")
     sampler = (optuna.samplers.RandomSampler(seed=sc.seed) if sc.algorithm == "random"
                else optuna.samplers.TPESampler(seed=sc.seed))
     if sc.algorithm not in ("tpe", "random"):
@@ -159,9 +158,27 @@ def _optuna(cfg: Config, run: Path) -> list[dict]:
              "params": dict(t.params)} for t in study.trials]
 
 
+def _optuna_storage(url: str, attempts: int = 5):
+    """The RDB storage; a worker that races another creating the tables retries (SQLite has no
+    transactional schema creation across processes), a trial whose process died is retried once."""
+    import time
+
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, heartbeat_interval=30, grace_period=120,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
 # -------------------------------------------------------------------------------- kerastuner
 
-def _kerastuner(cfg: Config, run: Path) -> list[dict]:
+def _kerastuner(cfg: Config, run: Path) -> list[dict] | None:
     import keras_tuner as kt
 
     sc = cfg.search
@@ -198,8 +215,8 @@ def _kerastuner(cfg: Config, run: Path) -> list[dict]:
     if sc.algorithm == "hyperband" and sc.trials:
         LOG.info("hyperband: the number of trials follows from search.epochs (max epochs), not search.trials")
     tuner.search(verbose=0)
-    if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
-        return []  # a worker: the chief holds the record
+    if os.environ.get("KERASTUNER_ORACLE_IP") and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+        return None
     rows = []
     for trial in tuner.oracle.trials.values():
         values = trial.hyperparameters.values

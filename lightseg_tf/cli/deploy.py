@@ -11,6 +11,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output .tflite path (model.json card written beside it)")
     p.add_argument("--calib-n", type=int, default=64, help="TRAIN images used to calibrate int8 (default 64)")
     p.add_argument("--model-file", default=None, help="model inside the run (default best.keras)")
+    p.add_argument("--golden", default=None, metavar="DIR",
+                   help="also write golden vectors (phantom inputs, letterboxes, class maps, HC/BPD) and a "
+                        "copy of the model into DIR, for the Android and browser demos' tests")
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("benchmark", help="parameters, GFLOPs, size, Keras and TFLite latency side by side")
@@ -48,6 +51,10 @@ def run_export(args) -> int:
     print(f"card: {card_path}")
     print("edge TPU: " + ("compatible" if tpu["compatible"] else "NOT compatible: " + json.dumps(
         {k: tpu[k] for k in ("unsupported_ops", "float_tensors", "dynamic_shapes")})))
+    if args.golden:
+        from lightseg_tf.golden import write_golden
+
+        print(f"golden vectors: {write_golden(path, args.golden)}")
     for note in tpu["notes"]:
         print(f"  note: {note}")
     return 0

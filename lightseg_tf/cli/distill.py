@@ -107,6 +107,9 @@ def run_tune(args) -> int:
     if args.trials is not None:
         cfg.search.trials = args.trials
     result = tune(cfg, args.run_dir)
+    if result.get("worker"):
+        print(f"worker {result['worker']} finished; the chief writes the results")
+        return 0
     if args.json:
         print(json.dumps(result, indent=2))
     else:

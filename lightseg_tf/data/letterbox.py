@@ -108,3 +108,27 @@ def unletterbox_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
     """Crop and resize (nearest) a letterboxed class map back to ``[orig_h, orig_w]``."""
     crop = mask[lb.pad_y:lb.pad_y + lb.new_h, lb.pad_x:lb.pad_x + lb.new_w]
     return resize_nearest(crop.astype(np.int32), lb.orig_h, lb.orig_w)
+
+
+def letterbox_uint8(gray: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """The device-side letterbox: uint8 ``[H, W]`` -> uint8 ``[size, size]``, written out explicitly.
+
+    Bilinear at half-pixel centres without antialiasing (OpenCV's INTER_LINEAR grid), float32
+    arithmetic, rounded to uint8. This is the reference the edge runner, the Kotlin app and the
+    browser demo reproduce (golden vectors from :mod:`lightseg_tf.golden`).
+    """
+    h, w = gray.shape[:2]
+    lb = letterbox_params(h, w, size)
+
+    def axis(n_out, n_in):
+        src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(np.int64)
+        return lo, np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
+
+    y0, y1, wy = axis(lb.new_h, h)
+    x0, x1, wx = axis(lb.new_w, w)
+    g = np.asarray(gray, np.float32).reshape(h, w)
+    top = g[y0][:, x0] * (1 - wx) + g[y0][:, x1] * wx
+    bottom = g[y1][:, x0] * (1 - wx) + g[y1][:, x1] * wx
+    resized = np.clip(np.round(top * (1 - wy[:, None]) + bottom * wy[:, None]), 0, 255).astype(np.uint8)
+    return _paste(resized, lb), lb

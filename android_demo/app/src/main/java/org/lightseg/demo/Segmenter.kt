@@ -1,0 +1,61 @@
+package org.lightseg.demo
+
+import android.content.Context
+import android.os.SystemClock
+import org.json.JSONObject
+import org.lightseg.demo.core.Letterbox
+import org.tensorflow.lite.Interpreter
+import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.MappedByteBuffer
+import java.nio.channels.FileChannel
+
+/**
+ * The exported model and its card: uint8 gray [1, S, S, 1] in, uint8 class map [1, S, S] out
+ * (LiteRT's Interpreter, signature "serving_default"). The card's SHA-256 is checked by the
+ * Python tools; here the card gives the size, classes and colours.
+ */
+class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
+    data class Result(val classMap: ByteArray, val height: Int, val width: Int, val millis: Double)
+
+    private val interpreter: Interpreter
+    val size: Int
+    val classes: List<String>
+    val colors: List<IntArray>
+
+    init {
+        val card = JSONObject(context.assets.open(cardAsset).bufferedReader().readText())
+        size = card.getJSONObject("input").getInt("size")
+        val cls = card.getJSONArray("classes")
+        classes = List(cls.length()) { cls.getJSONObject(it).getString("name") }
+        colors = List(cls.length()) { k ->
+            val c = cls.getJSONObject(k).getJSONArray("color")
+            IntArray(3) { c.getInt(it) }
+        }
+        interpreter = Interpreter(load(context, modelAsset), Interpreter.Options().setNumThreads(2))
+    }
+
+    private fun load(context: Context, asset: String): MappedByteBuffer {
+        val fd = context.assets.openFd(asset)
+        FileInputStream(fd.fileDescriptor).channel.use {
+            return it.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
+        }
+    }
+
+    /** Segment a uint8 gray image ([h] x [w]); the class map comes back at the image's own size. */
+    fun run(gray: ByteArray, h: Int, w: Int): Result {
+        val (boxed, box) = Letterbox.apply(gray, h, w, size)
+        val input = ByteBuffer.allocateDirect(size * size).order(ByteOrder.nativeOrder()).put(boxed)
+        input.rewind()
+        val classMap = ByteBuffer.allocateDirect(size * size).order(ByteOrder.nativeOrder())
+        val probs = ByteBuffer.allocateDirect(size * size * classes.size).order(ByteOrder.nativeOrder())
+        val t0 = SystemClock.elapsedRealtimeNanos()
+        interpreter.runSignature(mapOf("image" to input), mapOf("class_map" to classMap, "probs" to probs))
+        val ms = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
+        val out = ByteArray(size * size)
+        classMap.rewind()
+        classMap.get(out)
+        return Result(Letterbox.undo(out, size, box, h, w), h, w, ms)
+    }
+}

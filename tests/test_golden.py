@@ -1,0 +1,46 @@
+"""Golden vectors: Python's device path, the committed set the Android and browser tests read."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightseg_tf.data.letterbox import letterbox_image, letterbox_uint8
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "android_demo" / "app" / "src" / "test" / "resources" / "golden"
+
+
+def test_uint8_letterbox_agrees_with_the_training_letterbox():
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (70, 113), dtype=np.uint8)
+    boxed, lb = letterbox_uint8(gray, 64)
+    ref, lb_ref = letterbox_image(gray.astype(np.float32)[..., None], 64)
+    assert lb == lb_ref and boxed.dtype == np.uint8
+    assert np.abs(boxed.astype(int) - np.round(ref[..., 0]).astype(int)).max() <= 1
+
+
+def test_committed_golden_vectors_are_what_python_produces_today(tmp_path):
+    from lightseg_tf.golden import write_golden
+
+    manifest = json.loads((GOLDEN / "golden.json").read_text())
+    write_golden(GOLDEN / manifest["model"], tmp_path, n=len(manifest["cases"]))
+    fresh = json.loads((tmp_path / "golden.json").read_text())
+    assert fresh["sha256"] == manifest["sha256"]
+    for old, new in zip(manifest["cases"], fresh["cases"]):
+        for key, name in old["files"].items():
+            assert (tmp_path / new["files"][key]).read_bytes() == (GOLDEN / name).read_bytes(), f"{old['name']} {key}"
+        assert new["measurements"] == pytest.approx(old["measurements"])
+    assert any(c["measurements"]["hc_mm"] for c in manifest["cases"]), "the golden model must find a head"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("kotlinc") and Path("/usr/share/java/junit4.jar").exists()),
+                    reason="Debian's kotlin and junit4 are not installed (.ci/run installs them)")
+def test_kotlin_core_passes_its_golden_tests():
+    out = subprocess.run(["bash", str(ROOT / "android_demo" / "run_core_tests.sh"), str(GOLDEN)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "OK (" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]

@@ -1,0 +1,201 @@
+// The device-side pixel logic of the browser demo, the same contract as Python's
+// lightseg_tf.data.letterbox.letterbox_uint8 / unletterbox_mask and lightseg_tf.biometry, and
+// as the Android app's core/*.kt. float32 arithmetic is emulated with Math.fround so the
+// letterbox matches Python bit for bit.
+
+const f = Math.fround;
+
+// Python's round(): half to even.
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+export function letterboxParams(h, w, size) {
+  const scale = Math.min(size / h, size / w);
+  const newH = Math.max(1, Math.min(size, roundHalfEven(h * scale)));
+  const newW = Math.max(1, Math.min(size, roundHalfEven(w * scale)));
+  return { padX: Math.floor((size - newW) / 2), padY: Math.floor((size - newH) / 2), newW, newH };
+}
+
+function axis(nOut, nIn) {
+  const lo = new Int32Array(nOut), hi = new Int32Array(nOut), frac = new Float32Array(nOut);
+  for (let i = 0; i < nOut; i++) {
+    const src = Math.min(Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0), nIn - 1);
+    lo[i] = Math.floor(src);
+    hi[i] = Math.min(lo[i] + 1, nIn - 1);
+    frac[i] = src - lo[i];
+  }
+  return { lo, hi, frac };
+}
+
+/** uint8 gray (h x w) -> uint8 size x size letterbox, and the box. */
+export function letterbox(gray, h, w, size) {
+  const box = letterboxParams(h, w, size);
+  const ys = axis(box.newH, h), xs = axis(box.newW, w);
+  const out = new Uint8Array(size * size);
+  for (let i = 0; i < box.newH; i++) {
+    const wy = ys.frac[i], r0 = ys.lo[i] * w, r1 = ys.hi[i] * w;
+    for (let j = 0; j < box.newW; j++) {
+      const wx = xs.frac[j], x0 = xs.lo[j], x1 = xs.hi[j];
+      const top = f(f(gray[r0 + x0] * f(1 - wx)) + f(gray[r0 + x1] * wx));
+      const bottom = f(f(gray[r1 + x0] * f(1 - wx)) + f(gray[r1 + x1] * wx));
+      const v = f(f(top * f(1 - wy)) + f(bottom * wy));
+      out[(i + box.padY) * size + j + box.padX] = Math.min(255, Math.max(0, roundHalfEven(v)));
+    }
+  }
+  return { input: out, box };
+}
+
+/** Crop the padding and resize a size x size class map back to h x w (nearest at pixel centres). */
+export function unletterbox(classMap, size, box, h, w) {
+  const out = new Uint8Array(h * w);
+  for (let i = 0; i < h; i++) {
+    const r = Math.min(Math.floor((i + 0.5) * (box.newH / h)), box.newH - 1);
+    for (let j = 0; j < w; j++) {
+      const c = Math.min(Math.floor((j + 0.5) * (box.newW / w)), box.newW - 1);
+      out[i * w + j] = classMap[(r + box.padY) * size + c + box.padX];
+    }
+  }
+  return out;
+}
+
+/** RGBA pixels: class colours blended (alpha 0.45) over the gray image; background keeps it. */
+export function overlay(gray, classMap, colors, alpha = 0.45) {
+  const out = new Uint8ClampedArray(gray.length * 4);
+  for (let k = 0; k < gray.length; k++) {
+    const g = gray[k], c = classMap[k];
+    const col = c > 0 && c < colors.length ? colors[c] : null;
+    for (let ch = 0; ch < 3; ch++) out[4 * k + ch] = col ? Math.round(g * (1 - alpha) + col[ch] * alpha) : g;
+    out[4 * k + 3] = 255;
+  }
+  return out;
+}
+
+const HEAD = new Set(["brain", "head", "fetal head", "skull", "csp", "lv"]);
+
+/** Largest 8-connected component's outer-boundary pixel centres. */
+function boundary(mask, h, w) {
+  const label = new Int32Array(h * w), stack = new Int32Array(h * w);
+  let best = 0, bestSize = 0, next = 0;
+  for (let s = 0; s < mask.length; s++) {
+    if (!mask[s] || label[s]) continue;
+    next++;
+    let top = 0, size = 0;
+    stack[top++] = s; label[s] = next;
+    while (top > 0) {
+      const p = stack[--top]; size++;
+      const y = Math.floor(p / w), x = p % w;
+      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+        const yy = y + dy, xx = x + dx;
+        if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+        const q = yy * w + xx;
+        if (mask[q] && !label[q]) { label[q] = next; stack[top++] = q; }
+      }
+    }
+    if (size > bestSize) { bestSize = size; best = next; }
+  }
+  const region = (p) => best !== 0 && label[p] === best;
+  const outside = new Uint8Array(h * w);
+  let top = 0;
+  const seed = (p) => { if (!region(p) && !outside[p]) { outside[p] = 1; stack[top++] = p; } };
+  for (let x = 0; x < w; x++) { seed(x); seed((h - 1) * w + x); }
+  for (let y = 0; y < h; y++) { seed(y * w); seed(y * w + w - 1); }
+  while (top > 0) {
+    const p = stack[--top], y = Math.floor(p / w), x = p % w;
+    if (y > 0) seed(p - w); if (y < h - 1) seed(p + w); if (x > 0) seed(p - 1); if (x < w - 1) seed(p + 1);
+  }
+  const pts = [];
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const p = y * w + x;
+    if (!region(p)) continue;
+    if (y === 0 || y === h - 1 || x === 0 || x === w - 1 || outside[p - w] || outside[p + w] || outside[p - 1] || outside[p + 1]) {
+      pts.push([x + 0.5, y + 0.5]);
+    }
+  }
+  return pts;
+}
+
+const mul = (a, b) => a.map((r, i) => b[0].map((_, j) => a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j]));
+const det = (a) => a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+  + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
+function inv(a) {
+  const d = det(a);
+  if (Math.abs(d) < 1e-300) return null;
+  const out = [[0, 0, 0], [0, 0, 0], [0, 0, 0]];
+  for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) {
+    const r = [0, 1, 2].filter((k) => k !== j), c = [0, 1, 2].filter((k) => k !== i);
+    out[i][j] = ((i + j) % 2 ? -1 : 1) * (a[r[0]][c[0]] * a[r[1]][c[1]] - a[r[0]][c[1]] * a[r[1]][c[0]]) / d;
+  }
+  return out;
+}
+const cross = (u, v) => [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+const norm = (v) => Math.hypot(v[0], v[1], v[2]);
+
+function cubicRoots(b, c, d) {
+  const q = (3 * c - b * b) / 9, r = (9 * b * c - 27 * d - 2 * b * b * b) / 54, disc = q * q * q + r * r;
+  if (disc > 0) return [Math.cbrt(r + Math.sqrt(disc)) + Math.cbrt(r - Math.sqrt(disc)) - b / 3];
+  const theta = Math.acos(Math.min(1, Math.max(-1, r / Math.sqrt(-q * q * q)))), m = 2 * Math.sqrt(-q);
+  return [0, 2 * Math.PI, 4 * Math.PI].map((t) => m * Math.cos((theta + t) / 3) - b / 3);
+}
+
+/** Direct least-squares ellipse (Fitzgibbon 1999, Halir & Flusser 1998) + half a pixel outwards. */
+export function fitEllipse(pts) {
+  if (pts.length < 5) return null;
+  let mx = 0, my = 0, ss = 0;
+  for (const [x, y] of pts) { mx += x; my += y; }
+  mx /= pts.length; my /= pts.length;
+  for (const [x, y] of pts) ss += (x - mx) ** 2 + (y - my) ** 2;
+  const s = Math.sqrt(ss / pts.length);
+  if (s === 0) return null;
+  const z = () => [[0, 0, 0], [0, 0, 0], [0, 0, 0]];
+  const s1 = z(), s2 = z(), s3 = z();
+  for (const [px, py] of pts) {
+    const x = (px - mx) / s, y = (py - my) / s, d1 = [x * x, x * y, y * y], d2 = [x, y, 1];
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) {
+      s1[i][j] += d1[i] * d1[j]; s2[i][j] += d1[i] * d2[j]; s3[i][j] += d2[i] * d2[j];
+    }
+  }
+  const s3i = inv(s3);
+  if (!s3i) return null;
+  const s2t = [0, 1, 2].map((i) => [0, 1, 2].map((j) => s2[j][i]));
+  const t = mul(s3i, s2t).map((r) => r.map((v) => -v));
+  const st = mul(s2, t), m = s1.map((r, i) => r.map((v, j) => v + st[i][j]));
+  const mm = [m[2].map((v) => v / 2), m[1].map((v) => -v), m[0].map((v) => v / 2)];
+  const tr = mm[0][0] + mm[1][1] + mm[2][2];
+  const minors = mm[0][0] * mm[1][1] - mm[0][1] * mm[1][0] + mm[0][0] * mm[2][2] - mm[0][2] * mm[2][0]
+    + mm[1][1] * mm[2][2] - mm[1][2] * mm[2][1];
+  let a1 = null;
+  for (const lambda of cubicRoots(-tr, minors, -det(mm))) {
+    const q = mm.map((r, i) => r.map((v, j) => v - (i === j ? lambda : 0)));
+    let v = cross(q[0], q[1]);
+    for (const c of [cross(q[0], q[2]), cross(q[1], q[2])]) if (norm(c) > norm(v)) v = c;
+    if (4 * v[0] * v[2] - v[1] * v[1] > 0) { a1 = v; break; }
+  }
+  if (!a1) return null;
+  const a2 = t.map((r) => r[0] * a1[0] + r[1] * a1[1] + r[2] * a1[2]);
+  const [A, B, C] = a1, [D, E, F] = a2, den = B * B - 4 * A * C;
+  const num = 2 * (A * E * E + C * D * D - B * D * E + den * F), root = Math.hypot(A - C, B);
+  const r1 = -Math.sqrt(num * (A + C + root)) / den, r2 = -Math.sqrt(num * (A + C - root)) / den;
+  if (Number.isNaN(r1) || Number.isNaN(r2)) return null;
+  return { cx: ((2 * C * D - B * E) / den) * s + mx, cy: ((2 * A * E - B * D) / den) * s + my,
+           a: Math.max(r1, r2) * s + 0.5, b: Math.min(r1, r2) * s + 0.5 };
+}
+
+/** Ramanujan's perimeter. */
+export function perimeter(a, b) {
+  const h = (a - b) ** 2 / (a + b) ** 2;
+  return Math.PI * (a + b) * (1 + (3 * h) / (10 + Math.sqrt(4 - 3 * h)));
+}
+
+/** HC, BPD, OFD of the head in an h x w class map (mm with a pixel size, else px); null if none. */
+export function measure(classMap, h, w, classes, pixelSizeMm) {
+  const ids = new Set(classes.map((c, k) => (k > 0 && HEAD.has(c.toLowerCase()) ? k : -1)).filter((k) => k > 0));
+  if (!ids.size) return null;
+  const mask = new Uint8Array(h * w);
+  for (let p = 0; p < mask.length; p++) mask[p] = ids.has(classMap[p]) ? 1 : 0;
+  const e = fitEllipse(boundary(mask, h, w));
+  if (!e) return null;
+  const k = pixelSizeMm || 1;
+  return { hc: perimeter(e.a, e.b) * k, bpd: 2 * e.b * k, ofd: 2 * e.a * k, units: pixelSizeMm ? "mm" : "px" };
+}
