@@ -16,7 +16,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/lightseg demo
+	$(VENV)/bin/lightseg pipeline --config experiments/quickstart.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -18,7 +18,8 @@ def test_every_subcommand_has_help(capsys):
     names = dict(_subcommands(build_parser()))
     assert {"demo", "data", "data synth", "data augment", "data split", "data inspect", "data fetch", "train",
             "evaluate", "models", "models list", "models summary", "quantize", "export", "benchmark", "measure",
-            "explain", "robustness"} <= set(names)
+            "explain", "robustness", "pipeline", "study", "teachers", "teachers predict", "ensemble",
+            "ensemble tune", "distill", "tune"} <= set(names)
     for name in names:
         with pytest.raises(SystemExit) as exit_:
             main([*name.split(), "--help"])

@@ -49,3 +49,15 @@ def test_yaml_file_errors_name_the_file_and_key(tmp_path):
 def test_optional_and_int_to_float():
     cfg = load_config(None, ["data.format=null", "train.weight_decay=0"])
     assert cfg.data.format is None and cfg.train.weight_decay == 0.0
+
+
+def test_a_dotted_key_inside_a_mapping_sets_one_entry_and_keeps_the_others():
+    from lightseg_tf.config import with_overrides
+
+    cfg = load_config(None, ["model.options.depth=3"])
+    assert cfg.model.options == {"base_filters": 16, "depth": 3}
+    other = with_overrides(cfg, {"model.options.width": 0.5, "distill.alpha": 0.7})
+    assert other.model.options == {"base_filters": 16, "depth": 3, "width": 0.5} and other.distill.alpha == 0.7
+    assert cfg.model.options == {"base_filters": 16, "depth": 3}  # the original is untouched
+    with pytest.raises(ConfigError, match="distill.alpah"):
+        with_overrides(cfg, {"distill.alpah": 0.7})

@@ -20,6 +20,23 @@ from lightseg_tf.errors import LightsegError
 COMMAND_MODULES = ("demo", "pipeline", "data", "train", "distill", "models", "quant", "deploy", "clinic")
 
 
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """``--config``, the ``key.sub=value`` overrides and ``--run-dir``, as every config-driven command takes."""
+    p.add_argument("--config", default=None, help="YAML file of overrides (default: built-in defaults)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (after the options)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+
+
+def config_from_args(args):
+    """The resolved config; Keras prints one line per epoch instead of a progress bar when piped."""
+    from lightseg_tf.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if not sys.stdout.isatty():
+        cfg.train.verbose = 2 if cfg.train.verbose == 1 else cfg.train.verbose
+    return cfg
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightseg",

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
-
-def _config_args(p) -> None:
-    p.add_argument("--config", default=None, help="YAML file of overrides (default: built-in defaults)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+from lightseg_tf.cli import add_config_args, config_from_args
 
 
 def register(sub) -> None:
@@ -43,25 +38,16 @@ def register(sub) -> None:
     q.set_defaults(func=run_ensemble_tune)
 
     p = sub.add_parser("distill", help="distil a student from a teacher cache (custom train_step)")
-    _config_args(p)
+    add_config_args(p)
     p.add_argument("--overwrite", action="store_true", help="retrain even if the run finished")
     p.set_defaults(func=run_distill)
 
     p = sub.add_parser("tune", help="search training / distillation hyperparameters")
-    _config_args(p)
+    add_config_args(p)
     p.add_argument("--engine", default=None, choices=["optuna", "kerastuner"], help="overrides search.engine")
     p.add_argument("--trials", type=int, default=None, help="overrides search.trials")
     p.add_argument("--json", action="store_true", help="print the best trial as JSON")
     p.set_defaults(func=run_tune)
-
-
-def _load(args):
-    from lightseg_tf.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    if not sys.stdout.isatty():
-        cfg.train.verbose = 2 if cfg.train.verbose == 1 else cfg.train.verbose
-    return cfg
 
 
 def run_predict(args) -> int:
@@ -93,7 +79,7 @@ def run_ensemble_tune(args) -> int:
 def run_distill(args) -> int:
     from lightseg_tf.distillation import distill
 
-    result = distill(_load(args), args.run_dir, overwrite=args.overwrite)
+    result = distill(config_from_args(args), args.run_dir, overwrite=args.overwrite)
     print(result.run_dir)
     return 0
 
@@ -101,7 +87,7 @@ def run_distill(args) -> int:
 def run_tune(args) -> int:
     from lightseg_tf.search import tune
 
-    cfg = _load(args)
+    cfg = config_from_args(args)
     if args.engine:
         cfg.search.engine = args.engine
     if args.trials is not None:

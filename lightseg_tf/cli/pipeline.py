@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
+
+from lightseg_tf.cli import add_config_args, config_from_args
 
 STAGES = "data, teachers, cache, ensemble, distill, baseline, qat, export, evaluate, clinic, report"
 
@@ -12,36 +13,23 @@ def register(sub) -> None:
     p = sub.add_parser("pipeline", help="teachers -> ensemble -> distilled student -> QAT -> int8 -> report",
                        description=f"Stages: {STAGES}. A finished stage is skipped when its config is "
                                    "unchanged; a stopped run resumes in the stage it was in.")
-    p.add_argument("--config", default=None, help="YAML file of overrides, e.g. experiments/quickstart.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+    add_config_args(p)
     p.add_argument("--from", dest="start", default=None, metavar="STAGE", help="re-run this stage and all later")
     p.add_argument("--only", default=None, metavar="STAGE", help="run just this stage (earlier ones must be done)")
     p.add_argument("--json", action="store_true", help="print the stages' results as JSON")
     p.set_defaults(func=run_pipeline_cmd)
 
     p = sub.add_parser("study", help="compare models under one pipeline: test with/without TTA, generalisation gaps")
-    p.add_argument("--config", default=None, help="YAML file of overrides, e.g. experiments/abdomenus_study.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+    add_config_args(p)
     p.add_argument("--from", dest="start", default=None, metavar="STAGE", help="re-run this stage (data, models, table)")
     p.add_argument("--only", default=None, metavar="STAGE", help="run just this stage")
     p.set_defaults(func=run_study_cmd)
 
 
-def _config(args):
-    from lightseg_tf.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    if not sys.stdout.isatty():
-        cfg.train.verbose = 2 if cfg.train.verbose == 1 else cfg.train.verbose
-    return cfg
-
-
 def run_study_cmd(args) -> int:
     from lightseg_tf.study import run_study
 
-    out = run_study(_config(args), args.run_dir, args.start, args.only)
+    out = run_study(config_from_args(args), args.run_dir, args.start, args.only)
     print(out["table"])
     print(f"\nrun directory: {out['run_dir']}")
     return 0
@@ -50,7 +38,7 @@ def run_study_cmd(args) -> int:
 def run_pipeline_cmd(args) -> int:
     from lightseg_tf.chain import run_pipeline
 
-    out = run_pipeline(_config(args), args.run_dir, args.start, args.only)
+    out = run_pipeline(config_from_args(args), args.run_dir, args.start, args.only)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0

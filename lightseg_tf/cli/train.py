@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
+
+from lightseg_tf.cli import add_config_args, config_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a registered model from a config")
-    p.add_argument("--config", default=None, help="YAML file of overrides (default: built-in defaults)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.add_argument("--run-dir", default=None, help="run directory (default: {run_root}/{name})")
+    add_config_args(p)
     p.add_argument("--overwrite", action="store_true", help="retrain even if the run finished")
     p.set_defaults(func=run_train)
 
@@ -34,13 +33,9 @@ def register(sub) -> None:
 
 
 def run_train(args) -> int:
-    from lightseg_tf.config import load_config
     from lightseg_tf.training import train
 
-    cfg = load_config(args.config, args.overrides)
-    if not sys.stdout.isatty():
-        cfg.train.verbose = 2 if cfg.train.verbose == 1 else cfg.train.verbose
-    result = train(cfg, args.run_dir, overwrite=args.overwrite)
+    result = train(config_from_args(args), args.run_dir, overwrite=args.overwrite)
     print(result.run_dir)
     return 0
 
