@@ -127,8 +127,10 @@ def _optuna(cfg: Config, run: Path) -> list[dict]:
 
     sc = cfg.search
     storage = _optuna_storage(sc.storage or f"sqlite:///{(run / 'optuna.db').resolve()}")
-    sampler = (optuna.samplers.RandomSampler(seed=sc.seed) if sc.algorithm == "random"
-               else optuna.samplers.TPESampler(seed=sc.seed))
+    # Workers sharing a study must not share a sampler seed, or they propose the same values.
+    seed = sc.seed if not sc.storage else (sc.seed * 1_000_003 + os.getpid()) % 2**31
+    sampler = (optuna.samplers.RandomSampler(seed=seed) if sc.algorithm == "random"
+               else optuna.samplers.TPESampler(seed=seed))
     if sc.algorithm not in ("tpe", "random"):
         raise LightsegError(f"search.algorithm {sc.algorithm!r} is a KerasTuner one; Optuna takes tpe or random")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

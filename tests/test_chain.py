@@ -44,12 +44,29 @@ def test_teacher_specs_and_stage_names_are_checked():
     assert names == ["data", "teachers", "cache", "ensemble", "distill", "export", "evaluate", "clinic", "report"]
 
 
+def _kill_during(stage, cfg_path, *args, cwd):
+    """Start the pipeline and SIGKILL it as soon as ``stage`` starts running."""
+    proc = subprocess.Popen([sys.executable, "-m", "lightseg_tf", "pipeline", "--config", str(cfg_path),
+                             *map(str, args)], cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in proc.stderr:
+        if line.startswith(f"stage {stage}") and "running" in line:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode != 0, f"the pipeline finished before stage {stage} could be interrupted"
+
+
 @pytest.mark.slow
-def test_the_chain_runs_end_to_end_then_resumes_without_redoing_work(tmp_path):
+def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
-    out = _pipeline(cfg, f"run_root={tmp_path}", cwd=tmp_path)
+    _kill_during("distill", cfg, f"run_root={tmp_path}", cwd=tmp_path)
     run = tmp_path / "tiny"
+    assert (run / "stages" / "distill.partial").is_dir() and not (run / "stages" / "distill").exists()
+    out = _pipeline(cfg, f"run_root={tmp_path}", cwd=tmp_path)
+    for stage in ("data", "teachers", "cache", "ensemble"):
+        assert f"stage {stage:<12} skipped (done for this config)" in out.stderr
+    assert "stage distill      resuming" in out.stderr
     summary = json.loads((run / "pipeline.json").read_text())
     assert summary["model"].endswith("student_int8.tflite") and (run / "stages" / "export" / "student_int8.json").exists()
     assert f"int8 model:    {summary['model']}" in out.stdout and f"report:        {summary['report']}" in out.stdout
