@@ -210,6 +210,7 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
         student = _initial_student(cfg, shape, cache.num_classes)
         distiller = Distiller(student, build_loss(cfg.loss), cache.num_classes, dc.alpha, dc.temperature)
         distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile)
+        distiller(np.zeros((1, *shape), np.float32))  # BackupAndRestore can only restore a built model
     LOG.info("student %s: %s parameters", cfg.model.name, f"{student.count_params():,}")
     hist = fit_run(run, distiller, student, splits, cfg.train, extra_callbacks, suffix=suffix)
     return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))

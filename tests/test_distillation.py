@@ -165,3 +165,24 @@ def test_two_trial_search_of_each_engine(teacher_cache, engine):
     assert best.distill.alpha == pytest.approx(result["best_params"]["distill.alpha"])
     assert best.model.options["width"] == result["best_params"]["model.options.width"]
     assert (root / f"search-{engine}" / "trials.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_distillation_resumes_to_the_same_final_epoch_count(teacher_cache, tmp_path):
+    import csv
+
+    from lightseg_tf.distillation import distill
+
+    class _StopAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("killed")
+
+    cfg = load_config(None, ["data.image_size=32", "data.batch_size=4", "train.epochs=3", "train.verbose=0",
+                             "model.name=lightseg_student", "model.options={width: 0.25}",
+                             f"distill.cache={teacher_cache / 'cache'}", "name=resumed", f"run_root={tmp_path}"])
+    with pytest.raises(KeyboardInterrupt):
+        distill(cfg, extra_callbacks=[_StopAt()])
+    result = distill(cfg)
+    with open(result.run_dir / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
