@@ -29,7 +29,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
 
-    A crash or an exception inside the block leaves no partial file behind.
+    A crash or an exception inside the block leaves no partial file behind. The file gets the
+    permissions a plain ``open()`` would give it (mkstemp's are owner-only, which would make
+    exported models unreadable to a web server or another user).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +40,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -122,3 +122,15 @@ def test_missing_card_and_bad_mode_are_clear(int8_export, tmp_path, tiny_model):
         convert(tiny_model, "int4")
     with pytest.raises(LightsegError, match="representative"):
         convert(tiny_model, "int8", [])
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from lightseg_tf.io_utils import write_bytes_atomic
+
+    write_bytes_atomic(tmp_path / "m.tflite", b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "m.tflite").stat().st_mode) == 0o666 & ~umask
