@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightseg_tf.config import Config, config_to_dict, with_overrides
+from lightseg_tf.config import Config, config_identity, config_to_dict, with_overrides
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.io_utils import write_json_atomic, write_text_atomic
 from lightseg_tf.runs import LOG, open_run_dir
@@ -221,10 +221,10 @@ def build_stages(cfg: Config) -> list[Stage]:
                             extra_html=_results_html(ctx))
         return {"report": path.name}
 
-    teach_reads = {"data": data_reads, "loss": config_to_dict(cfg.loss), "train": config_to_dict(cfg.train),
+    ident = config_identity(cfg)  # train.verbose (piped or not) must not re-run a stage
+    teach_reads = {"data": data_reads, "loss": ident["loss"], "train": ident["train"],
                    "teachers": pc.teachers, "teacher_epochs": pc.teacher_epochs}
-    student_reads = {"model": config_to_dict(cfg.model), "loss": config_to_dict(cfg.loss),
-                     "train": config_to_dict(cfg.train), "distill": config_to_dict(cfg.distill)}
+    student_reads = {k: ident[k] for k in ("model", "loss", "train", "distill")}
     stages = [
         Stage("data", data, reads=data_reads),
         Stage("teachers", teachers, reads=teach_reads, depends=("data",)),

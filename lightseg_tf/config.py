@@ -347,6 +347,20 @@ def config_to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Settings that change how a run talks, not what it computes: ignored when deciding whether a
+# run directory or a pipeline stage holds the same experiment.
+PRESENTATION_KEYS = {"train": ("verbose",)}
+
+
+def config_identity(cfg) -> dict:
+    """:func:`config_to_dict` without the presentation-only keys (``train.verbose``)."""
+    out = config_to_dict(cfg) if not isinstance(cfg, dict) else dict(cfg)
+    for section, keys in PRESENTATION_KEYS.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    return out
+
+
 def dump_config(cfg) -> str:
     """The resolved config as YAML text."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

@@ -6,7 +6,9 @@ import logging
 import sys
 from pathlib import Path
 
-from lightseg_tf.config import Config, dump_config
+import yaml
+
+from lightseg_tf.config import Config, config_identity, dump_config
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.io_utils import write_text_atomic
 
@@ -25,7 +27,7 @@ def open_run_dir(cfg: Config, run_dir: str | Path | None = None, allow_changes: 
     path.mkdir(parents=True, exist_ok=True)
     text = dump_config(cfg)
     stored = path / "config.yaml"
-    if stored.exists() and stored.read_text() != text and not allow_changes:
+    if stored.exists() and not allow_changes and _identity(stored) != config_identity(cfg):
         raise LightsegError(
             f"{stored}: this run directory holds a run with another config; "
             "choose another name= / --run-dir, or delete the folder to start over"
@@ -33,6 +35,13 @@ def open_run_dir(cfg: Config, run_dir: str | Path | None = None, allow_changes: 
     write_text_atomic(stored, text)
     attach_log_file(path / "log.txt")
     return path
+
+
+def _identity(stored: Path) -> dict | None:
+    try:
+        return config_identity(yaml.safe_load(stored.read_text()) or {})
+    except yaml.YAMLError:
+        return None
 
 
 def attach_log_file(path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightseg_tf.chain import check_model_specs, prepare_data, summary_scores, train_models
-from lightseg_tf.config import Config, config_to_dict
+from lightseg_tf.config import Config, config_identity, config_to_dict
 from lightseg_tf.io_utils import write_json_atomic, write_text_atomic
 from lightseg_tf.runs import open_run_dir
 from lightseg_tf.workflow import Stage, run_stages
@@ -68,7 +68,7 @@ def run_study(cfg: Config, run_dir: str | Path | None = None, start: str | None 
 
     stages = [
         Stage("data", lambda ctx, out: prepare_data(cfg, out), reads=config_to_dict(cfg.data)),
-        Stage("models", models, reads={"models": sc.models, "tta": sc.tta, "train": config_to_dict(cfg.train),
+        Stage("models", models, reads={"models": sc.models, "tta": sc.tta, "train": config_identity(cfg)["train"],
                                        "loss": config_to_dict(cfg.loss)}, depends=("data",)),
         Stage("table", table, depends=("models",)),
     ]
