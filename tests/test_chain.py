@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,27 +11,23 @@ from lightseg_tf.chain import build_stages
 from lightseg_tf.config import load_config
 from lightseg_tf.errors import LightsegError
 
-TINY = """
-name: tiny
-data: {image_size: 32, batch_size: 4, phantom_n: 20, augment: {enabled: false}}
-model: {name: lightseg_student, options: {width: 0.25}}
-loss: {terms: {dlce: 1.0}}
-train: {epochs: 1, verbose: 0}
-pipeline:
-  teachers:
-    a: {model: unet, options: {base_filters: 4, depth: 2}}
-    b: {model: unet, options: {base_filters: 6, depth: 2}, epochs: 2}
-  ensemble_trials: 5
-  qat: false
-  robustness: false
-  explain_images: 1
-  biometry_images: 2
-"""
+QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+# experiments/quickstart.yaml at its smallest setting: the same chain, tiny sizes.
+SMALLEST = ["data.image_size=32", "data.batch_size=4", "data.phantom_n=20", "data.augment.enabled=false",
+            "model.options={width: 0.25}", "train.epochs=1", "train.verbose=0", "pipeline.teacher_epochs=1",
+            "pipeline.teachers={a: {model: unet, options: {base_filters: 4, depth: 2}}, "
+            "b: {model: unet, options: {base_filters: 6, depth: 2}, epochs: 2}}",
+            "pipeline.ensemble_trials=5", "pipeline.qat=false", "pipeline.robustness=false",
+            "pipeline.explain_images=1", "pipeline.biometry_images=2"]
 
 
-def _pipeline(cfg_path, *args, cwd):
-    out = subprocess.run([sys.executable, "-m", "lightseg_tf", "pipeline", "--config", str(cfg_path), *map(str, args)],
-                         cwd=cwd, capture_output=True, text=True, timeout=900)
+def _pipeline(*args, cwd):
+    """``lightseg pipeline --config experiments/quickstart.yaml [args] SMALLEST``."""
+    args = [str(a) for a in args]
+    options = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    out = subprocess.run([sys.executable, "-m", "lightseg_tf", "pipeline", "--config", str(QUICKSTART), *options,
+                          *SMALLEST, *overrides], cwd=cwd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
@@ -44,10 +41,11 @@ def test_teacher_specs_and_stage_names_are_checked():
     assert names == ["data", "teachers", "cache", "ensemble", "distill", "export", "evaluate", "clinic", "report"]
 
 
-def _kill_during(stage, cfg_path, *args, cwd):
-    """Start the pipeline and SIGKILL it as soon as ``stage`` starts running."""
-    proc = subprocess.Popen([sys.executable, "-m", "lightseg_tf", "pipeline", "--config", str(cfg_path),
-                             *map(str, args)], cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+def _kill_during(stage, *overrides, cwd):
+    """Start the smallest quickstart pipeline and SIGKILL it as soon as ``stage`` starts running."""
+    proc = subprocess.Popen([sys.executable, "-m", "lightseg_tf", "pipeline", "--config", str(QUICKSTART),
+                             *SMALLEST, *map(str, overrides)], cwd=cwd, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
     for line in proc.stderr:
         if line.startswith(f"stage {stage}") and "running" in line:
             proc.kill()
@@ -58,12 +56,10 @@ def _kill_during(stage, cfg_path, *args, cwd):
 
 @pytest.mark.slow
 def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work(tmp_path):
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY)
-    _kill_during("distill", cfg, f"run_root={tmp_path}", cwd=tmp_path)
-    run = tmp_path / "tiny"
+    _kill_during("distill", f"run_root={tmp_path}", cwd=tmp_path)
+    run = tmp_path / "quickstart"
     assert (run / "stages" / "distill.partial").is_dir() and not (run / "stages" / "distill").exists()
-    out = _pipeline(cfg, f"run_root={tmp_path}", cwd=tmp_path)
+    out = _pipeline(f"run_root={tmp_path}", cwd=tmp_path)
     for stage in ("data", "teachers", "cache", "ensemble"):
         assert f"stage {stage:<12} skipped (done for this config)" in out.stderr
     assert "stage distill      resuming" in out.stderr
@@ -80,11 +76,11 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     assert list((run / "stages" / "clinic" / "explain").glob("*.png"))
     assert not list((run / "stages").glob("*.partial"))
 
-    again = _pipeline(cfg, f"run_root={tmp_path}", cwd=tmp_path)
+    again = _pipeline(f"run_root={tmp_path}", cwd=tmp_path)
     assert again.stderr.count("skipped (done for this config)") == 10  # every stage
 
     # A changed ensemble setting in the same run re-runs that stage, never the teachers.
-    changed = _pipeline(cfg, "--only", "ensemble", f"run_root={tmp_path}", "pipeline.ensemble_trials=3", cwd=tmp_path)
+    changed = _pipeline("--only", "ensemble", f"run_root={tmp_path}", "pipeline.ensemble_trials=3", cwd=tmp_path)
     assert "stage ensemble     running" in changed.stderr and "teachers     running" not in changed.stderr
     assert len(json.loads((run / "stages" / "ensemble" / "ensemble_weights.json").read_text())["history"]) == 3
 

@@ -19,7 +19,9 @@ def phantom_arrays_fixture():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,options", [("lightseg_student", {"width": 0.25}), ("rtseg", {"width": 0.25})])
+# rtseg (its GELU / hard-swish / attention layers go through the custom QuantizeConfigs); the
+# lightseg_student's QAT + int8 export runs in tests/test_quantize_cli.py (suite time budget).
+@pytest.mark.parametrize("name,options", [("rtseg", {"width": 0.25})])
 def test_student_qat_then_int8_tflite_agrees_with_the_qat_model(name, options, phantom_arrays, tmp_path):
     x, y = phantom_arrays
     keras.utils.set_random_seed(0)

@@ -38,10 +38,10 @@ def test_quantize_ptq_and_qat_write_checked_int8_models(tiny_run, capsys):
 
 @pytest.mark.slow
 def test_benchmark_rows_and_table(tiny_run, tmp_path):
-    result = benchmark([str(tiny_run), "unet"], size=32, runs=3, out_dir=tmp_path, quants=("float32", "int8"))
+    result = benchmark([str(tiny_run), "lightseg_student"], size=32, runs=3, out_dir=tmp_path, quants=("float32", "int8"))
     trained, plain = result["rows"]
     assert trained["input"] == 32 and trained["parameters"] > 0 and trained["gflops"] > 0
-    assert "test_mean_fg_dice" in trained and plain["model"] == "unet"
+    assert "test_mean_fg_dice" in trained and plain["model"] == "lightseg_student"
     for row in result["rows"]:
         assert row["int8_ms_t1"] > 0 and row["int8_ms_t2"] > 0 and row["float32_kib"] > row["int8_kib"]
     table = to_markdown(result)
