@@ -117,6 +117,48 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def load_predictor(model: str | Path, tta: str | None = None, size: int | None = None):
+    """``(input side, predict_fn)`` of a ``.tflite`` (its card beside it) or a run / Keras model file.
+
+    ``predict_fn`` maps letterboxed images ``[N, S, S, 1]`` to probabilities ``[N, S, S, C]``;
+    ``tta="hflip"`` is for Keras models only (a .tflite graph is fixed).
+    """
+    from lightseg_tf.errors import LightsegError
+    from lightseg_tf.training import load_trained_model, predict_probs
+
+    if Path(model).suffix == ".tflite":
+        from lightseg_tf.export import load_tflite
+
+        if tta not in (None, "", "none"):
+            raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
+        seg = load_tflite(model)
+        return seg.size, seg.predict
+    keras_model = load_trained_model(model)
+    return int(size or keras_model.input_shape[1]), lambda x: predict_probs(keras_model, x, tta=tta)
+
+
+def evaluate_and_write(predict_fn, size: int, dataset: SegDataset, out: str | Path, split: str,
+                       tta: str | None = None, tflite: str | Path | None = None, postprocess: bool = False):
+    """Score ``dataset`` (one split) and write ``eval_<split>[_hflip][_<tflite stem>]`` CSV/JSON into ``out``.
+
+    With ``postprocess``, the post-processed scores go to the ``_postprocessed`` pair too.
+
+    Returns:
+        ``(result, csv path, json path)``.
+    """
+    post = None
+    if postprocess:
+        from lightseg_tf.postprocess import make_postprocess
+
+        post = make_postprocess(dataset.classes)
+    result = evaluate(predict_fn, dataset, size, postprocess=post)
+    stem = f"eval_{split}" + ("_hflip" if tta == "hflip" else "") + (f"_{Path(tflite).stem}" if tflite else "")
+    csv_path, json_path = write_results(result, out, stem)
+    if result.post is not None:
+        write_results(result.post, out, stem + "_postprocessed")
+    return result, csv_path, json_path
+
+
 def evaluate_run(run: str | Path, split: str = "test", tflite: str | Path | None = None, postprocess: bool = False,
                  out: str | Path | None = None, tta: str | None = None) -> EvalResult:
     """Score a run's best Keras model (or ``tflite``) on one side of the run's own split.
@@ -124,28 +166,9 @@ def evaluate_run(run: str | Path, split: str = "test", tflite: str | Path | None
     Writes ``eval_<split>[_hflip][_<tflite stem>]_{per_image.csv,summary.json}`` (and the
     ``_postprocessed`` pair) into ``out`` (default: the run directory).
     """
-    from lightseg_tf.training import load_trained_model, open_run, predict_probs
+    from lightseg_tf.training import open_run
 
     rd = open_run(run)
-    part = rd.part(split)
-    if tflite is not None:
-        from lightseg_tf.export import load_tflite
-
-        seg = load_tflite(tflite)
-        size, predict_fn = seg.size, seg.predict
-    else:
-        model = load_trained_model(rd.run_dir)
-        size = int(model.input_shape[1])
-        predict_fn = lambda x: predict_probs(model, x, tta=tta)  # noqa: E731
-    post = None
-    if postprocess:
-        from lightseg_tf.postprocess import make_postprocess
-
-        post = make_postprocess(part.classes)
-    result = evaluate(predict_fn, part, size, postprocess=post)
-    stem = f"eval_{split}" + ("_hflip" if tta == "hflip" else "") + (f"_{Path(tflite).stem}" if tflite else "")
-    target = Path(out) if out else rd.run_dir
-    write_results(result, target, stem)
-    if result.post is not None:
-        write_results(result.post, target, stem + "_postprocessed")
-    return result
+    size, predict_fn = load_predictor(tflite if tflite is not None else rd.run_dir, tta)
+    return evaluate_and_write(predict_fn, size, rd.part(split), Path(out) if out else rd.run_dir, split, tta,
+                              tflite, postprocess)[0]

@@ -46,24 +46,13 @@ def run_evaluate(args) -> int:
     from lightseg_tf.data.readers import read_dataset
     from lightseg_tf.data.split import load_split
     from lightseg_tf.errors import LightsegError
-    from lightseg_tf.evaluate import evaluate, format_summary, write_results
-    from lightseg_tf.training import load_trained_model, predict_probs
+    from lightseg_tf.evaluate import evaluate_and_write, format_summary, load_predictor
 
     target = args.tflite or args.model
     if target is None:
         raise LightsegError("evaluate needs a RUN_OR_MODEL or --tflite model.tflite")
     model_path = Path(target)
-    if model_path.suffix == ".tflite":
-        from lightseg_tf.export import load_tflite
-
-        seg = load_tflite(model_path)
-        if args.tta != "none":
-            raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
-        size, predict_fn = seg.size, seg.predict
-    else:
-        model = load_trained_model(model_path)
-        size = args.size or model.input_shape[1]
-        predict_fn = lambda x: predict_probs(model, x, tta=args.tta)  # noqa: E731
+    size, predict_fn = load_predictor(model_path, args.tta, args.size)
     dataset = read_dataset(args.data, args.format)
     if args.split != "all":
         split_file = args.split_file or (model_path / "split.json" if model_path.is_dir() else None)
@@ -71,18 +60,10 @@ def run_evaluate(args) -> int:
             raise LightsegError(f"--split {args.split} needs --split-file (no split.json in {target})")
         ids = load_split(split_file, dataset)[args.split]
         dataset = dataset.subset(ids)
-    post = None
-    if args.postprocess:
-        from lightseg_tf.postprocess import make_postprocess
-
-        post = make_postprocess(dataset.classes)
-    result = evaluate(predict_fn, dataset, size, postprocess=post)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent)
-    stem = (f"eval_{args.split}" + ("_hflip" if args.tta == "hflip" else "")
-            + (f"_{model_path.stem}" if model_path.suffix == ".tflite" else ""))
-    csv_path, json_path = write_results(result, out, stem)
-    if result.post is not None:
-        write_results(result.post, out, stem + "_postprocessed")
+    tflite = model_path if model_path.suffix == ".tflite" else None
+    result, csv_path, json_path = evaluate_and_write(predict_fn, size, dataset, out, args.split, args.tta, tflite,
+                                                     args.postprocess)
     if args.json:
         print(json.dumps({"raw": result.summary, "postprocessed": result.post.summary} if result.post
                          else result.summary, indent=2))
