@@ -142,6 +142,35 @@ def inspect_tflite(content: bytes) -> dict:
     }
 
 
+def xnnpack_fallback_ops(content: bytes) -> list[dict]:
+    """Ops of a flatbuffer that LiteRT's XNNPACK delegate leaves to the builtin CPU kernels.
+
+    Such ops run single-threaded, often unvectorised, and split the delegated graph into
+    partitions; in an int8 graph they are the first place to look when it is no faster than
+    float32. The interpreter does not expose its execution plan, so an op counts as left out
+    when its outputs are not produced by a delegate node but are read by one, by another
+    left-out op or are model outputs (a delegated op's outputs stay inside its partition).
+
+    Returns:
+        ``[{"op": name, "shape": [..] of its first output, "dtype": str}, ...]`` in graph order.
+    """
+    interp = _interpreter(model_content=content, delegates=True)
+    interp.allocate_tensors()
+    nodes = interp._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    delegate_out = {t for d in delegates for t in d["outputs"]}
+    wanted = {t for d in delegates for t in d["inputs"]} | {d["index"] for d in interp.get_output_details()}
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    left = []
+    for node in reversed([n for n in nodes if n["op_name"] != "DELEGATE"]):
+        outs = set(node["outputs"])
+        if outs & wanted and not outs & delegate_out:
+            left.append(node)
+            wanted |= set(node["inputs"])
+    return [{"op": n["op_name"], "shape": [int(s) for s in tensors[n["outputs"][0]]["shape"]],
+             "dtype": np.dtype(tensors[n["outputs"][0]]["dtype"]).name} for n in reversed(left)]
+
+
 HOST_POSTPROCESS = frozenset({"ARG_MAX", "CAST"})  # the class map, computed from the logits
 
 

@@ -8,7 +8,7 @@ import tf_keras as keras
 
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.export import (build_card, convert, edgetpu_report, inspect_tflite, load_tflite,
-                                read_card, write_export)
+                                read_card, write_export, xnnpack_fallback_ops)
 from lightseg_tf.models import build_model
 
 SIZE = 32
@@ -134,3 +134,28 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "m.tflite").stat().st_mode) == 0o666 & ~umask
+
+
+def _conv_model(activation):
+    inputs = keras.Input((SIZE, SIZE, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = keras.layers.Lambda(activation)(x)
+    return keras.Model(inputs, keras.layers.Conv2D(4, 1)(x))
+
+
+def test_xnnpack_fallback_names_the_ops_left_to_builtin_kernels(calib):
+    import tensorflow as tf
+
+    from lightseg_tf.models.rtseg import HardSwish
+
+    # The textbook hard-swish converts to one HARD_SWISH op, which XNNPACK runs in float only.
+    textbook = convert(_conv_model(lambda x: x * tf.nn.relu6(x + 3.0) / 6.0), "int8", calib)
+    left = [o["op"] for o in xnnpack_fallback_ops(textbook)]
+    assert "HARD_SWISH" in left and {"ARG_MAX", "CAST"} <= set(left)
+    assert [o["shape"] for o in xnnpack_fallback_ops(textbook) if o["op"] == "HARD_SWISH"] == [[1, SIZE, SIZE, 8]]
+    # rtseg's HardSwish form stays inside the delegate: only the class-map post-processing and
+    # the uint8 <-> int8 edges are left (XNNPACK has no ARG_MAX; SOFTMAX / QUANTIZE to uint8
+    # are not delegated either).
+    ours = convert(_conv_model(HardSwish()), "int8", calib)
+    assert "HARD_SWISH" not in inspect_tflite(ours)["ops"]
+    assert {o["op"] for o in xnnpack_fallback_ops(ours)} <= {"QUANTIZE", "ARG_MAX", "CAST", "SOFTMAX"}

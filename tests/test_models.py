@@ -75,6 +75,13 @@ def test_rtseg_is_about_1_86_m_parameters():
     assert abs(n - 1.86e6) / 1.86e6 < 0.05, n
 
 
+def test_rtseg_hard_swish_is_the_mobilenetv3_function():
+    from lightseg_tf.models.rtseg import HardSwish
+
+    x = np.linspace(-5, 5, 101, dtype=np.float32)
+    np.testing.assert_allclose(HardSwish()(x).numpy(), x * np.clip(x + 3, 0, 6) / 6, atol=1e-6)
+
+
 def test_unetpp_has_real_nested_dense_skips():
     model = build_model("unetpp", (64, 64, 1), 3, base_filters=4, depth=3)
     cat = model.get_layer("x02_cat")
