@@ -82,6 +82,24 @@ def test_rtseg_hard_swish_is_the_mobilenetv3_function():
     np.testing.assert_allclose(HardSwish()(x).numpy(), x * np.clip(x + 3, 0, 6) / 6, atol=1e-6)
 
 
+def test_rtseg_axis_shift_moves_each_channel_group_with_zero_fill():
+    from lightseg_tf.models.rtseg import AxisShift
+
+    x = np.random.default_rng(0).random((2, 6, 7, 11)).astype(np.float32)
+    bounds = [0, 3, 5, 7, 9, 11]  # 11 channels in 5 groups: 3, 2, 2, 2, 2
+    for axis in (1, 2):
+        got = AxisShift(axis, groups=5)(x).numpy()
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            want = np.zeros_like(x[..., a:b])
+            shift, n = k - 2, x.shape[axis]
+            src = [slice(None)] * 4
+            dst = [slice(None)] * 4
+            src[axis] = slice(max(-shift, 0), n - max(shift, 0))
+            dst[axis] = slice(max(shift, 0), n - max(-shift, 0))
+            want[tuple(dst)] = x[..., a:b][tuple(src)]
+            np.testing.assert_array_equal(got[..., a:b], want, err_msg=f"axis {axis}, group {k}")
+
+
 def test_unetpp_has_real_nested_dense_skips():
     model = build_model("unetpp", (64, 64, 1), 3, base_filters=4, depth=3)
     cat = model.get_layer("x02_cat")

@@ -40,7 +40,12 @@ class HardSwish(layers.Layer):
 @keras.utils.register_keras_serializable(package="lightseg")
 class AxisShift(layers.Layer):
     """Shift channel groups by -g..g pixels along one spatial axis (zero fill), as in UNeXt's
-    tokenized shifted MLP (Valanarasu & Patel, MICCAI 2022). Pad + slice: static and int8-safe."""
+    tokenized shifted MLP (Valanarasu & Patel, MICCAI 2022): group k moves by ``k - groups // 2``.
+
+    Pad + slice with Python slicing on static shapes: the converter emits SLICEs with explicit
+    sizes, which XNNPACK (int8 and float) and the Edge TPU take; ``tf.slice(..., -1)`` sizes
+    and tf.split's SPLIT_V fell back to builtin kernels.
+    """
 
     def __init__(self, axis: int, groups: int = 5, **kwargs):
         super().__init__(**kwargs)
@@ -48,23 +53,19 @@ class AxisShift(layers.Layer):
 
     def call(self, x):
         half = self.groups // 2
-        bounds = [0]
-        for n in self._sizes(x.shape[-1]):
-            bounds.append(bounds[-1] + n)
-        # Slices, not tf.split: SPLIT_V is not an Edge TPU op, SLICE is.
-        chunks = [x[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         size = x.shape[self.axis]
-        out = []
-        for k, chunk in enumerate(chunks):
-            shift = k - half
-            pad = [[0, 0]] * 4
-            pad[self.axis] = [half, half]
-            padded = tf.pad(chunk, pad)
-            begin = [0, 0, 0, 0]
-            begin[self.axis] = half - shift
-            sz = [-1, -1, -1, -1]
-            sz[self.axis] = size
-            out.append(tf.slice(padded, begin, sz))
+        out, start = [], 0
+        for k, n in enumerate(self._sizes(x.shape[-1])):
+            chunk = x[..., start:start + n]
+            start += n
+            shift = k - half  # out[i] = chunk[i - shift], zero where i - shift is outside
+            if shift:
+                pad = [[0, 0]] * 4
+                pad[self.axis] = [max(shift, 0), max(-shift, 0)]
+                index = [slice(None)] * 4
+                index[self.axis] = slice(max(-shift, 0), max(-shift, 0) + size)
+                chunk = tf.pad(chunk, pad)[tuple(index)]
+            out.append(chunk)
         return tf.concat(out, axis=-1)
 
     def _sizes(self, channels: int) -> list[int]:
@@ -90,8 +91,9 @@ class ChannelAttention1D(layers.Layer):
 
     def call(self, x):
         pooled = self.alpha * tf.reduce_mean(x, axis=[1, 2]) + self.beta * tf.reduce_max(x, axis=[1, 2])
-        w = tf.nn.conv1d(pooled[..., None], self.kernel, stride=1, padding="SAME")[..., 0]
-        return tf.sigmoid(w)[:, None, None, :]
+        w = tf.nn.conv1d(pooled[..., None], self.kernel, stride=1, padding="SAME")  # [B, C, 1]
+        # A reshape, not [..., 0]: the converter's shrink-axis STRIDED_SLICE is not an XNNPACK op.
+        return tf.reshape(tf.sigmoid(w), [-1, 1, 1, x.shape[-1]])
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1, 1, input_shape[-1])
