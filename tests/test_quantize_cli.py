@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from lightseg_tf.benchmark import benchmark, to_markdown
+from lightseg_tf.benchmark import DOC_BEGIN, DOC_END, benchmark, to_markdown, write_doc_section
 from lightseg_tf.cli import main
 from lightseg_tf.config import load_config
 from lightseg_tf.export import load_tflite, read_card
@@ -42,8 +42,25 @@ def test_benchmark_rows_and_table(tiny_run, tmp_path):
     trained, plain = result["rows"]
     assert trained["input"] == 32 and trained["parameters"] > 0 and trained["gflops"] > 0
     assert "test_mean_fg_dice" in trained and plain["model"] == "lightseg_student"
+    assert 0 <= trained["int8_test_mean_fg_dice"] <= 1 and "int8_test_mean_fg_dice" not in plain
     for row in result["rows"]:
         assert row["int8_ms_t1"] > 0 and row["int8_ms_t2"] > 0 and row["float32_kib"] > row["int8_kib"]
+        assert "ARG_MAX" in row["int8_xnnpack_fallback"]  # XNNPACK has no ARG_MAX: the list is real
     table = to_markdown(result)
     assert table.count("\n") == 3 and "int8 2t" in table
     json.dumps(result)
+
+
+def test_benchmark_doc_section_is_replaced_not_appended(tmp_path):
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nHand-written notes.\n")
+    row = {"model": "rtseg", "parameters": 10, "int8_ms_t2": 9.5, "int8_xnnpack_fallback": ["ARG_MAX", "CAST"]}
+    result = {"date": "2026-11-30", "machine": "x86_64, 2 cores", "runs": 50, "size": 256, "rows": [row]}
+    write_doc_section(doc, result, "lightseg benchmark rtseg --doc BENCHMARKS.md")
+    write_doc_section(doc, {**result, "rows": [{**row, "int8_ms_t2": 8.25}]}, "lightseg benchmark rtseg")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nHand-written notes.\n")
+    assert text.count(DOC_BEGIN) == 1 and text.count(DOC_END) == 1
+    assert "| 8.25 |" in text and "| 9.5 |" not in text and "2026-11-30, x86_64, 2 cores" in text
+    assert "`lightseg benchmark rtseg`" in text and "(ARG_MAX, CAST)" in text
+    assert "| 2 |" in text  # the fallback column counts the ops

@@ -22,13 +22,19 @@ def register(sub) -> None:
     p.add_argument("--runs", type=int, default=50, help="timed runs per variant (median; default 50)")
     p.add_argument("--out", default="runs/bench", help="folder for the converted models")
     p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    p.add_argument("--doc", default=None, metavar="MD",
+                   help="also write the table, date, machine and command into this markdown file "
+                        "(e.g. docs/BENCHMARKS.md), replacing the section the last --doc run wrote")
     p.set_defaults(func=run_benchmark)
 
 
 def run_benchmark(args) -> int:
     import json
 
-    from lightseg_tf.benchmark import benchmark, to_markdown
+    import shlex
+    import sys
+
+    from lightseg_tf.benchmark import benchmark, to_markdown, write_doc_section
 
     result = benchmark(args.models, size=args.size, runs=args.runs, out_dir=args.out)
     if args.json:
@@ -36,6 +42,9 @@ def run_benchmark(args) -> int:
     else:
         print(f"{result['date']}, {result['machine']}, medians of {result['runs']} runs")
         print(to_markdown(result))
+    if args.doc:
+        command = "lightseg benchmark " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["benchmark"] else sys.argv[1:])
+        print(f"table written into {write_doc_section(args.doc, result, command)}")
     return 0
 
 
