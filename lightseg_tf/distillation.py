@@ -129,7 +129,7 @@ def ensemble_weights(cfg: Config, cache, teachers: list[str]) -> np.ndarray:
     return normalise_weights(np.ones(len(teachers)), len(teachers))
 
 
-def _initial_student(cfg: Config, shape, num_classes: int) -> keras.Model:
+def _initial_student(cfg: Config, shape, num_classes: int, train=None) -> keras.Model:
     from lightseg_tf.models import build_model
     from lightseg_tf.training import load_trained_model, set_bn_momentum
 
@@ -145,7 +145,10 @@ def _initial_student(cfg: Config, shape, num_classes: int) -> keras.Model:
     if cfg.distill.qat:
         from lightseg_tf.quantization import quantize_for_qat
 
-        student = quantize_for_qat(student)
+        from lightseg_tf.data.pipeline import letterboxed_sample
+
+        # QAT ranges start where the student's tensors are on TRAIN images, not at [-6, 6].
+        student = quantize_for_qat(student, calibration=letterboxed_sample(train, shape[0]) if train else None)
     return student
 
 
@@ -207,7 +210,7 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
     steps = math.ceil(len(parts["train"]) / cfg.data.batch_size)
     shape = (cfg.data.image_size, cfg.data.image_size, 1)
     with strategy.scope():
-        student = _initial_student(cfg, shape, cache.num_classes)
+        student = _initial_student(cfg, shape, cache.num_classes, parts["train"])
         distiller = Distiller(student, build_loss(cfg.loss), cache.num_classes, dc.alpha, dc.temperature)
         distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile)
         distiller(np.zeros((1, *shape), np.float32))  # BackupAndRestore can only restore a built model

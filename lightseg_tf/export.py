@@ -341,7 +341,7 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
     The representative sample for int8 calibration is the first ``calib_n`` images of the
     run's TRAIN split, letterboxed exactly as in training.
     """
-    from lightseg_tf.data.pipeline import load_letterboxed
+    from lightseg_tf.data.pipeline import letterboxed_sample
     from lightseg_tf.palette import class_colors
     from lightseg_tf.training import BEST_MODEL, load_trained_model, open_run
 
@@ -349,7 +349,7 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
     model = load_trained_model(rd.run_dir / (model_file or BEST_MODEL))
     size = int(model.input_shape[1])
     train = rd.part("train")
-    calib = [load_letterboxed(train, i, size)[0] for i in range(min(calib_n, len(train)))]
+    calib = list(letterboxed_sample(train, size, calib_n))
     content = convert(model, quant, calib)
     summary = rd.run_dir / "eval_test_summary.json"
     card = build_card(

@@ -57,3 +57,27 @@ def test_qat_ready_models_pass_quantize_model():
     for name, opts in tiny.items():
         qat = quantize_for_qat(build_model(name, (64, 64, 1), 3, **opts))
         assert any("quant" in layer.name for layer in qat.layers)
+
+
+def test_qat_ranges_start_at_the_float_models_tensor_ranges(phantom_arrays):
+    x, _ = phantom_arrays
+    keras.utils.set_random_seed(0)
+    model = build_model("rtseg", (64, 64, 1), 4, width=0.125)
+    ranges = {v.name.split(":")[0]: float(v.numpy()) for v in quantize_for_qat(model).weights
+              if v.name.endswith(("_min:0", "_max:0")) and "kernel" not in v.name}
+    assert {-6.0, 6.0} <= set(ranges.values())  # tfmot's start: what calibration replaces
+    qat = quantize_for_qat(model, calibration=x[:16])
+    got = {v.name.split(":")[0]: float(v.numpy()) for v in qat.weights
+           if v.name.endswith(("_min:0", "_max:0")) and "kernel" not in v.name}
+    inp = [k for k in got if k.startswith("quantize_layer")]
+    assert sorted(got[k] for k in inp) == [0.0, float(x[:16].max())]  # the images' own range
+    assert len(got) == len(ranges) and not {-6.0, 6.0} & set(got.values())
+    stem = keras.Model(model.inputs, model.get_layer("stem0_bn").output)(x[:16]).numpy()
+    np.testing.assert_allclose([got["quant_stem0_bn/output_min"], got["quant_stem0_bn/output_max"]],
+                               [min(stem.min(), 0), max(stem.max(), 0)], rtol=1e-5)
+    hswish = [got[k] for k in got if k.startswith("quant_stem0_hswish/output_min")]
+    assert hswish and -0.375 - 1e-6 <= hswish[0] <= 0  # hard-swish never goes below -3/8
+    # With the data's ranges the fake-quantized net tracks the float one from the first step.
+    err = np.abs(qat.predict(x[:8], verbose=0) - model.predict(x[:8], verbose=0)).max()
+    spread = np.ptp(model.predict(x[:8], verbose=0))
+    assert err < 0.1 * spread

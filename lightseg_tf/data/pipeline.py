@@ -39,6 +39,14 @@ def load_letterboxed(dataset: SegDataset, index: int, size: int) -> tuple[np.nda
     return image.astype(np.float32), letterbox_mask(mask, size).astype(np.int32)
 
 
+def letterboxed_sample(dataset: SegDataset, size: int, n: int = 64) -> np.ndarray:
+    """The first ``n`` images of ``dataset`` letterboxed as in training: float32 ``[n, S, S, 1]``.
+
+    The representative sample for int8 calibration and for QAT's initial ranges.
+    """
+    return np.stack([load_letterboxed(dataset, i, size)[0] for i in range(min(n, len(dataset)))])
+
+
 def repeat_counts(dataset: SegDataset, factor: float, rare_fraction: float) -> np.ndarray:
     """How many times each image is drawn per epoch under class-balanced oversampling.
 
