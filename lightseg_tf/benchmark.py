@@ -44,7 +44,8 @@ def benchmark(items: list[str], size: int = 256, classes: int = 4, runs: int = 5
     """Benchmark registry names or run directories; returns ``{"machine": ..., "rows": [...]}``.
 
     A run directory contributes its trained best model, its test metrics and the test score of
-    the int8 file timed here (PTQ on the calibration images; accuracy next to speed); a registry
+    the int8 file timed here (exported as ``lightseg export`` does: PTQ calibrated on the run's
+    TRAIN split; accuracy next to speed); a registry
     name is built untrained (speed does not depend on the weights).
     """
     import tf_keras as keras

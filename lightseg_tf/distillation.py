@@ -129,7 +129,11 @@ def ensemble_weights(cfg: Config, cache, teachers: list[str]) -> np.ndarray:
     return normalise_weights(np.ones(len(teachers)), len(teachers))
 
 
-def _initial_student(cfg: Config, shape, num_classes: int, train=None) -> keras.Model:
+def _initial_student(cfg: Config, shape, num_classes: int, train) -> keras.Model:
+    """The student to distil (new or ``distill.init_from``), QAT-wrapped when ``distill.qat``.
+
+    ``train`` (the TRAIN split) gives the images QAT's initial activation ranges come from.
+    """
     from lightseg_tf.models import build_model
     from lightseg_tf.training import load_trained_model, set_bn_momentum
 
@@ -143,12 +147,11 @@ def _initial_student(cfg: Config, shape, num_classes: int, train=None) -> keras.
     if cfg.train.bn_momentum is not None:
         set_bn_momentum(student, cfg.train.bn_momentum)
     if cfg.distill.qat:
+        from lightseg_tf.data.pipeline import letterboxed_sample
         from lightseg_tf.quantization import quantize_for_qat
 
-        from lightseg_tf.data.pipeline import letterboxed_sample
-
         # QAT ranges start where the student's tensors are on TRAIN images, not at [-6, 6].
-        student = quantize_for_qat(student, calibration=letterboxed_sample(train, shape[0]) if train else None)
+        student = quantize_for_qat(student, calibration=letterboxed_sample(train, shape[0]))
     return student
 
 

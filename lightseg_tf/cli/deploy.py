@@ -30,7 +30,6 @@ def register(sub) -> None:
 
 def run_benchmark(args) -> int:
     import json
-
     import shlex
     import sys
 

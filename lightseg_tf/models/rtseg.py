@@ -29,8 +29,9 @@ class HardSwish(layers.Layer):
     Written as ``(x / 6) * relu6(x + 3)`` on purpose: the TFLite converter fuses the textbook
     form into one HARD_SWISH op, which LiteRT's XNNPACK delegate runs in float only, so in an
     int8 graph every hard-swish fell back to the single-threaded builtin kernel and split the
-    delegated graph (rtseg int8 at 256 px: 29.9 -> 13.3 ms with 2 threads, measured side by
-    side). This form converts to an ADD with fused RELU6 and a MUL, both XNNPACK int8 ops.
+    delegated graph (rtseg int8 at 256 px, 2 threads: 25.2 -> 10.9 ms, docs/BENCHMARKS.md,
+    experiments/bench_rtseg_int8.py). This form converts to an ADD with fused RELU6 and a MUL,
+    both XNNPACK int8 ops.
     """
 
     def call(self, x):
