@@ -2,7 +2,7 @@
 
 Builds a teacher cache in the real layout (float16 memmaps + manifest) whose teachers are
 noisy copies of blocky label maps, tuned so that the teachers disagree on about the share of
-pixels that trained teachers do (``--disagree``), then times ``lightseg_tf.ensemble.tune_cache``
+pixels that trained teachers do (``--disagree``), then times ``lightseg_tf.training.ensemble.tune_cache``
 (preparation and search separately) for each engine.
 
     .venv/bin/python experiments/bench_ensemble.py --images 200 --size 256 --teachers 4 --trials 100
@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from lightseg_tf.ensemble import tune_cache
-from lightseg_tf.teacher_cache import CacheWriter
+from lightseg_tf.training.ensemble import tune_cache
+from lightseg_tf.training.teacher_cache import CacheWriter
 
 
 def make_cache(root, images: int, size: int, teachers: int, classes: int, disagree: float, seed: int = 0):

@@ -21,7 +21,7 @@ import time
 import lightseg_tf  # noqa: F401  (pins tf-keras before TensorFlow)
 from lightseg_tf.config import AugmentConfig, DataConfig
 from lightseg_tf.data.phantom import write_phantom_dataset
-from lightseg_tf.data.pipeline import make_dataset
+from lightseg_tf.data.tfdata import make_dataset
 from lightseg_tf.data.readers import read_dataset
 
 

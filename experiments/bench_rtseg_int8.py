@@ -30,9 +30,10 @@ import tf_keras as keras
 
 from lightseg_tf.data.letterbox import letterbox_image
 from lightseg_tf.data.phantom import make_phantom
-from lightseg_tf.export import build_card, convert, load_tflite, write_export, xnnpack_fallback_ops
+from lightseg_tf.deploy.convert import build_card, convert, write_export, xnnpack_fallback_ops
+from lightseg_tf.deploy.runtime import load_tflite
 from lightseg_tf.models import build_model, rtseg
-from lightseg_tf.palette import class_colors
+from lightseg_tf.core.palette import class_colors
 
 
 def textbook_hard_swish(self, x):

@@ -29,14 +29,14 @@ import tf_keras as keras
 
 from lightseg_tf.config import DataConfig, LossConfig
 from lightseg_tf.data.phantom import write_phantom_dataset
-from lightseg_tf.data.pipeline import load_letterboxed, make_dataset
+from lightseg_tf.data.tfdata import load_letterboxed, make_dataset
 from lightseg_tf.data.readers import read_dataset
-from lightseg_tf.losses import build_loss
+from lightseg_tf.objectives.losses import build_loss
 from lightseg_tf.models import build_model, get_model_spec
 
 
 def _compile(model, jit: bool, num_classes: int):
-    from lightseg_tf.metrics import MeanForegroundDice
+    from lightseg_tf.objectives.metrics import MeanForegroundDice
 
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=build_loss(LossConfig()),
                   metrics=[MeanForegroundDice(num_classes)], jit_compile=jit)

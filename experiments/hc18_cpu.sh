@@ -14,9 +14,9 @@ $LS evaluate $RUN --data $DATA --format hc18 --json > $RUN/test.json
 import json, sys
 import numpy as np
 import lightseg_tf  # noqa: F401
-from lightseg_tf.biometry import measure_mask
-from lightseg_tf.measure import predict_mask
-from lightseg_tf.training import load_trained_model, open_run
+from lightseg_tf.anatomy.biometry import measure_mask
+from lightseg_tf.evaluation.measure import predict_mask
+from lightseg_tf.training.trainer import load_trained_model, open_run
 run, data = sys.argv[1], sys.argv[2]
 rd = open_run(run)
 model = load_trained_model(run)

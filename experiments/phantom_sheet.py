@@ -11,8 +11,8 @@ import numpy as np
 
 import lightseg_tf  # noqa: F401
 from lightseg_tf.data.phantom import make_phantom
-from lightseg_tf.io_utils import write_png_atomic
-from lightseg_tf.palette import contact_sheet, overlay
+from lightseg_tf.core.io import write_png_atomic
+from lightseg_tf.core.palette import contact_sheet, overlay
 
 
 def main() -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from lightseg_tf.data.pipeline import letterboxed_sample
-from lightseg_tf.evaluate import evaluate
-from lightseg_tf.quantization import quantize_for_qat
-from lightseg_tf.training import load_trained_model, open_run
+from lightseg_tf.data.tfdata import letterboxed_sample
+from lightseg_tf.evaluation.evaluate import evaluate
+from lightseg_tf.models.predictor import KerasPredictor
+from lightseg_tf.models.qat import quantize_for_qat
+from lightseg_tf.models.saving import load_trained_model
+from lightseg_tf.runs import open_run
 
 
 def main(run: str) -> None:
@@ -21,7 +23,7 @@ def main(run: str) -> None:
     size = int(model.input_shape[1])
 
     def test_dice(m) -> float:
-        return evaluate(lambda x: m.predict(x, verbose=0), rd.part("test"), size).summary["mean_fg_dice"]
+        return evaluate(KerasPredictor(m), rd.part("test")).summary["mean_fg_dice"]
 
     calibration = letterboxed_sample(rd.part("train"), size)
     print(f"float model                          {test_dice(model):.4f}")

@@ -1,18 +1,34 @@
-"""Run directories: one folder per run holding its resolved config, logs and outputs."""
+"""Run directories: one folder per run holding its resolved config, logs, history and models.
+
+What every later stage reads from a run lives here: its config, dataset and split
+(:func:`open_run`), its history, and the names and atomic saving of its models.
+"""
 
 from __future__ import annotations
 
-import logging
-import sys
+import csv
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from lightseg_tf.config import Config, config_identity, dump_config
+from lightseg_tf.config import Config, DataConfig, config_identity, dump_config, load_config
+from lightseg_tf.core.io import write_text_atomic
+from lightseg_tf.core.log import LOG, attach_log_file
+from lightseg_tf.data.dataset import SegDataset
+from lightseg_tf.data.phantom import write_phantom_dataset
+from lightseg_tf.data.readers import read_dataset
+from lightseg_tf.data.split import load_split
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import write_text_atomic
 
-LOG = logging.getLogger("lightseg")
+if TYPE_CHECKING:
+    import tf_keras as keras
+
+# The checkpoint criterion: validation mean foreground Dice.
+MONITOR = "val_mean_fg_dice"
+BEST_MODEL = "best.keras"
+FINAL_MODEL = "final.keras"
 
 
 def open_run_dir(cfg: Config, run_dir: str | Path | None = None, allow_changes: bool = False) -> Path:
@@ -44,23 +60,68 @@ def _identity(stored: Path) -> dict | None:
         return None
 
 
-def attach_log_file(path: Path) -> None:
-    """Send the ``lightseg`` logger to ``path`` (appending) and to stderr, once each."""
-    LOG.setLevel(logging.DEBUG)  # DEBUG lines (per-epoch logs) go to the file only
-    LOG.propagate = False  # TF installs a root handler; without this every line prints twice
-    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr
-               for h in LOG.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(message)s"))
-        console.setLevel(logging.INFO)
-        LOG.addHandler(console)
-    target = str(path.resolve())
-    for h in list(LOG.handlers):
-        if isinstance(h, logging.FileHandler):
-            if h.baseFilename == target:
-                return
-            LOG.removeHandler(h)
-            h.close()
-    fh = logging.FileHandler(target)
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    LOG.addHandler(fh)
+def resolve_dataset(cfg: DataConfig, run_dir: Path) -> SegDataset:
+    """The configured dataset, or a phantom made inside the run directory when no path is set."""
+    if cfg.path:
+        return read_dataset(cfg.path, cfg.format)
+    target = run_dir / "phantom"
+    if not (target / "dataset.json").exists():
+        LOG.info("no data.path: writing %d phantom images to %s", cfg.phantom_n, target)
+        write_phantom_dataset(target, cfg.phantom_n, size=max(cfg.image_size, 128), seed=cfg.phantom_seed)
+    return read_dataset(target, "lightseg")
+
+
+def best_so_far(history_csv: Path) -> float | None:
+    """Highest monitored value in an existing history (so a resumed run keeps its best)."""
+    if not history_csv.exists():
+        return None
+    with history_csv.open() as f:
+        values = [float(r[MONITOR]) for r in csv.DictReader(f) if r.get(MONITOR) not in (None, "")]
+    return max(values) if values else None
+
+
+def read_history(history_csv: Path) -> dict[str, list[float]]:
+    """The CSV history as ``{column: [values per epoch]}``, one row per epoch (last wins)."""
+    if not history_csv.exists():
+        return {}
+    rows: dict[int, dict] = {}
+    with history_csv.open() as f:
+        for r in csv.DictReader(f):
+            rows[int(r["epoch"])] = r
+    cols = [c for c in (next(iter(rows.values())).keys() if rows else []) if c != "epoch"]
+    ordered = [rows[k] for k in sorted(rows)]
+    return {"epoch": sorted(rows), **{c: [float(r[c]) for r in ordered] for c in cols}}
+
+
+def save_model_atomic(model: keras.Model, path: str | Path) -> None:
+    """Save a model to ``path`` (.keras or .h5) through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        model.save(str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class RunData:
+    """A finished run's config, dataset and split, as later stages (QAT, export) need them."""
+
+    run_dir: Path
+    cfg: Config
+    dataset: SegDataset
+    split: dict[str, list[str]]
+
+    def part(self, side: str) -> SegDataset:
+        return self.dataset.subset(self.split[side])
+
+
+def open_run(run: str | Path) -> RunData:
+    """Read a run directory made by ``train`` / ``distill`` (config, data, split)."""
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise LightsegError(f"{run}: not a run directory (no config.yaml); pass the folder `lightseg train` made")
+    cfg = load_config(run / "config.yaml")
+    dataset = resolve_dataset(cfg.data, run)
+    return RunData(run, cfg, dataset, load_split(run / "split.json", dataset))

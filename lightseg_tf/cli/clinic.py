@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-PHANTOM_CLASSES = ("background", "Brain", "CSP", "LV")
-
 
 def register(sub) -> None:
     p = sub.add_parser("measure", help="head circumference, BPD, OFD, CSP and LV widths with flags")
@@ -51,61 +49,21 @@ def register(sub) -> None:
     p.set_defaults(func=run_report)
 
 
-def _model_and_classes(path: str):
-    from pathlib import Path
-
-    from lightseg_tf.training import load_trained_model, open_run
-
-    p = Path(path)
-    if p.suffix == ".tflite":
-        from lightseg_tf.export import load_tflite
-
-        seg = load_tflite(p)
-        return seg, tuple(seg.classes)
-    classes = open_run(p).dataset.classes if p.is_dir() else None
-    return load_trained_model(p), classes
-
-
-def _read_pixel_sizes(path: str) -> dict[str, float]:
-    """``{file name: mm per pixel}`` from the first two columns of a CSV (header skipped)."""
-    import csv
-    from pathlib import Path
-
-    from lightseg_tf.errors import LightsegError
-
-    out = {}
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    for line, row in enumerate(rows[1:], 2):
-        try:
-            out[Path(row[0]).name] = float(row[1])
-        except (IndexError, ValueError):
-            raise LightsegError(f"{path}:{line}: expected 'file name, mm per pixel', got {row}") from None
-    return out
-
-
 def run_measure(args) -> int:
+    from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
-    from lightseg_tf.measure import measure_files
+    from lightseg_tf.evaluation.measure import mask_classes, measure_files, read_pixel_sizes
 
     pixel = args.pixel_size
     if pixel is None and len(args.images) == 1 and args.images[0].lower().endswith((".dcm", ".dicom")):
         from lightseg_tf.data.readers import read_dataset
 
         pixel = read_dataset(args.images[0], "dicom").records[0].pixel_size_mm
-    model, classes = (None, None) if args.mask else _model_and_classes(args.model)
-    if args.classes:
-        classes = tuple(args.classes)
+    model = None if args.mask else load_predictor(args.model)
+    classes = tuple(args.classes) if args.classes else (mask_classes(args.mask[0]) if args.mask else model.classes)
     if classes is None:
-        if args.mask:
-            from PIL import Image
-            import numpy as np
-
-            values = np.unique(np.asarray(Image.open(args.mask[0]).convert("L")))
-            classes = ("background", "head") if set(values.tolist()) <= {0, 1, 255} else PHANTOM_CLASSES
-        else:
-            raise LightsegError("the model has no class names; pass --classes background Brain CSP LV")
-    per_image = _read_pixel_sizes(args.pixel_sizes) if args.pixel_sizes else None
+        raise LightsegError(f"{args.model}: the model has no class names; pass --classes background Brain CSP LV")
+    per_image = read_pixel_sizes(args.pixel_sizes) if args.pixel_sizes else None
     rows = measure_files(args.images, classes, model=model, masks=args.mask, pixel_size_mm=pixel,
                          out_dir=args.out, pixel_sizes=per_image)
     if args.json:
@@ -123,80 +81,41 @@ def run_measure(args) -> int:
         if r.get("lv_width") is not None:
             line += f", LV {r['lv_width']:.1f} {u}"
         print(line + ("  [" + "; ".join(r["flags"]) + "]" if r["flags"] else ""))
-    if u == "px":
+    if any(r.get("units") == "px" for r in rows):
         print("(pixel size unknown: values in pixels; pass --pixel-size MM)")
     return 0
 
 
 def run_explain(args) -> int:
-    from pathlib import Path
-
-    from lightseg_tf.data.letterbox import letterbox_image
+    from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
-    from lightseg_tf.explain import gradcam, gradcam_plus_plus, heatmap_panel
-    from lightseg_tf.io_utils import read_gray
+    from lightseg_tf.evaluation.explain import explain_files
+    from lightseg_tf.models.predictor import KerasPredictor
 
-    model, names = _model_and_classes(args.model)
-    num = int(model.output_shape[-1])
-    names = list(names or [f"class{k}" for k in range(num)])
-    wanted = args.classes or names[1:]
-    ids = []
-    for c in wanted:
-        if c.isdigit() and int(c) < num:
-            ids.append(int(c))
-        elif c in names:
-            ids.append(names.index(c))
-        else:
-            raise LightsegError(f"--class {c!r}: not one of {names}")
-    method = gradcam_plus_plus if args.method == "gradcam++" else gradcam
-    size = int(model.input_shape[1])
-    for path in args.images:
-        boxed, _ = letterbox_image(read_gray(path), size)
-        cams = {f"{names[k]} ({args.method})": method(model, boxed, k, args.layer) for k in ids}
-        out = Path(args.out) / f"{Path(path).stem}_{args.method.replace('+', 'pp')}.png"
-        heatmap_panel(boxed, cams, out)
-        print(out)
+    predictor = load_predictor(args.model)
+    if not isinstance(predictor, KerasPredictor):
+        raise LightsegError(f"{args.model}: GradCAM needs gradients; explain the run directory or .keras model "
+                            "the .tflite was exported from")
+    for path in explain_files(predictor.model, args.images, predictor.classes, args.classes, args.method,
+                              args.layer, args.out):
+        print(path)
     return 0
 
 
 def run_robustness(args) -> int:
-    import csv
-    import io
     from pathlib import Path
 
     from lightseg_tf.data.readers import read_dataset
-    from lightseg_tf.data.split import load_split
-    from lightseg_tf.errors import LightsegError
-    from lightseg_tf.io_utils import atomic_path, write_json_atomic
-    from lightseg_tf.robustness import plot_robustness, robustness_table
-    from lightseg_tf.training import predict_probs
+    from lightseg_tf.data.split import split_side
+    from lightseg_tf.deploy.runtime import load_predictor
+    from lightseg_tf.evaluation.robustness import robustness_table, write_robustness
 
-    dataset = read_dataset(args.data, args.format)
     split_file = args.split_file or next((Path(m) / "split.json" for m in args.models
                                           if (Path(m) / "split.json").exists()), None)
-    if args.split != "all":
-        if split_file is None:
-            raise LightsegError("--split needs --split-file (no split.json in the given runs)")
-        dataset = dataset.subset(load_split(split_file, dataset)[args.split])
-    predictors, size = {}, None
-    for m in args.models:
-        model, _ = _model_and_classes(m)
-        msize = model.size if hasattr(model, "size") else int(model.input_shape[1])
-        if size not in (None, msize):
-            raise LightsegError(f"{m}: input size {msize} differs from the other models' {size}")
-        size = msize
-        predictors[Path(m).stem if Path(m).suffix else Path(m).name] = (
-            model.predict if hasattr(model, "run") else (lambda x, mm=model: predict_probs(mm, x)))
-    rows = robustness_table(predictors, dataset, size, args.corruptions)
-    out = Path(args.out)
-    write_json_atomic(out / "robustness.json", rows)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    with atomic_path(out / "robustness.csv") as tmp:
-        tmp.write_text(buf.getvalue())
-    plot_robustness(rows, out / "robustness.png")
+    dataset = split_side(read_dataset(args.data, args.format), args.split, split_file)
+    predictors = {Path(m).stem if Path(m).suffix else Path(m).name: load_predictor(m) for m in args.models}
+    rows = robustness_table(predictors, dataset, args.corruptions)
+    out = write_robustness(rows, args.out)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -208,7 +127,7 @@ def run_robustness(args) -> int:
 
 
 def run_report(args) -> int:
-    from lightseg_tf.report import build_report
+    from lightseg_tf.evaluation.report import build_report
 
     print(build_report(args.runs, args.out, args.examples))
     return 0

@@ -31,22 +31,15 @@ def register(sub) -> None:
 
 def run_demo(args) -> int:
     from lightseg_tf.config import load_config
-    from lightseg_tf.data.readers import read_dataset
-    from lightseg_tf.data.split import load_split
-    from lightseg_tf.evaluate import evaluate, format_summary, write_results
-    from lightseg_tf.training import load_trained_model, predict_probs, train
+    from lightseg_tf.evaluation.evaluate import evaluate_run, format_summary
+    from lightseg_tf.training.trainer import train
 
     cfg = load_config(None, [*DEMO_OVERRIDES, f"run_root={args.run_root}", *args.overrides])
     if not sys.stdout.isatty():
         cfg.train.verbose = 2
     result = train(cfg, overwrite=args.overwrite)
-    dataset = read_dataset(result.run_dir / "phantom", "lightseg") if not cfg.data.path \
-        else read_dataset(cfg.data.path, cfg.data.format)
-    test = dataset.subset(load_split(result.run_dir / "split.json", dataset)["test"])
-    model = load_trained_model(result.best_model)
-    ev = evaluate(lambda x: predict_probs(model, x), test, cfg.data.image_size)
-    write_results(ev, result.run_dir, "eval_test")
-    print(f"\nTest split ({len(test)} images), Dice per class at original resolution:")
+    ev = evaluate_run(result.run_dir, "test")
+    print(f"\nTest split ({len(ev.rows)} images), Dice per class at original resolution:")
     print(format_summary(ev.summary))
     print(f"\nrun directory: {result.run_dir}")
     return 0

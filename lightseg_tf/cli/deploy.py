@@ -33,7 +33,7 @@ def run_benchmark(args) -> int:
     import shlex
     import sys
 
-    from lightseg_tf.benchmark import benchmark, to_markdown, write_doc_section
+    from lightseg_tf.evaluation.benchmark import benchmark, to_markdown, write_doc_section
 
     result = benchmark(args.models, size=args.size, runs=args.runs, out_dir=args.out)
     if args.json:
@@ -50,7 +50,8 @@ def run_benchmark(args) -> int:
 def run_export(args) -> int:
     import json
 
-    from lightseg_tf.export import export_run, read_card
+    from lightseg_tf.deploy.convert import export_run
+    from lightseg_tf.deploy.runtime import read_card
 
     path, card_path = export_run(args.run, args.out, args.quant, args.calib_n, args.model_file)
     card = read_card(card_path)
@@ -60,7 +61,7 @@ def run_export(args) -> int:
     print("edge TPU: " + ("compatible" if tpu["compatible"] else "NOT compatible: " + json.dumps(
         {k: tpu[k] for k in ("unsupported_ops", "float_tensors", "dynamic_shapes")})))
     if args.golden:
-        from lightseg_tf.golden import write_golden
+        from lightseg_tf.deploy.golden import write_golden
 
         print(f"golden vectors: {write_golden(path, args.golden)}")
     for note in tpu["notes"]:

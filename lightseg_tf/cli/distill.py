@@ -51,7 +51,7 @@ def register(sub) -> None:
 
 
 def run_predict(args) -> int:
-    from lightseg_tf.teacher_cache import TeacherCache, predict_teachers
+    from lightseg_tf.training.teacher_cache import TeacherCache, predict_teachers
 
     splits = [s for s in args.splits.split(",") if s]
     out = predict_teachers(args.runs, args.out, splits, args.batch_size, args.tta, args.data, args.format)
@@ -61,7 +61,7 @@ def run_predict(args) -> int:
 
 
 def run_ensemble_tune(args) -> int:
-    from lightseg_tf.ensemble import table_markdown, tune_cache
+    from lightseg_tf.training.ensemble import table_markdown, tune_cache
 
     teachers = [t for t in args.teachers.split(",") if t]
     result = tune_cache(args.cache, args.trials, args.engine, teachers, args.split, args.seed, args.out,
@@ -77,7 +77,7 @@ def run_ensemble_tune(args) -> int:
 
 
 def run_distill(args) -> int:
-    from lightseg_tf.distillation import distill
+    from lightseg_tf.training.distillation import distill
 
     result = distill(config_from_args(args), args.run_dir, overwrite=args.overwrite)
     print(result.run_dir)
@@ -85,7 +85,7 @@ def run_distill(args) -> int:
 
 
 def run_tune(args) -> int:
-    from lightseg_tf.search import tune
+    from lightseg_tf.training.search import tune
 
     cfg = config_from_args(args)
     if args.engine:

@@ -24,33 +24,9 @@ def register(sub) -> None:
     q.set_defaults(func=run_summary)
 
 
-def model_rows(size: int, classes: int, latency: bool, only=None) -> list[dict]:
-    """One row per registered model at its default options: params, GFLOPs, QAT-ready, latency."""
-    import tf_keras as keras
-
-    from lightseg_tf.model_stats import count_flops, keras_latency_ms
-    from lightseg_tf.models import build_model, list_models
-
-    rows = []
-    for spec in list_models():
-        if only and spec.name not in only:
-            continue
-        keras.backend.clear_session()
-        try:
-            model = build_model(spec.name, (size, size, 1), classes)
-        except ValueError as exc:  # e.g. PSPNet needs multiples of 48
-            rows.append({"name": spec.name, "role": spec.role, "parameters": None, "gflops": None,
-                         "qat_ready": spec.qat_ready, "paper": spec.paper, "note": str(exc)})
-            continue
-        row = {"name": spec.name, "role": spec.role, "parameters": int(model.count_params()),
-               "gflops": round(count_flops(model) / 1e9, 3), "qat_ready": spec.qat_ready, "paper": spec.paper}
-        if latency:
-            row["keras_latency_ms"] = round(keras_latency_ms(model), 2)
-        rows.append(row)
-    return rows
-
-
 def run_list(args) -> int:
+    from lightseg_tf.deploy.model_stats import model_rows
+
     rows = model_rows(args.size, args.classes, args.latency, args.only)
     if args.json:
         print(json.dumps({"size": args.size, "classes": args.classes, "models": rows}, indent=2))
@@ -70,7 +46,7 @@ def run_list(args) -> int:
 def run_summary(args) -> int:
     import yaml
 
-    from lightseg_tf.model_stats import count_flops
+    from lightseg_tf.deploy.model_stats import count_flops
     from lightseg_tf.models import build_model, get_model_spec
 
     spec = get_model_spec(args.name)

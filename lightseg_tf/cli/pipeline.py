@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run_study_cmd(args) -> int:
-    from lightseg_tf.study import run_study
+    from lightseg_tf.pipelines.study import run_study
 
     out = run_study(config_from_args(args), args.run_dir, args.start, args.only)
     print(out["table"])
@@ -36,7 +36,7 @@ def run_study_cmd(args) -> int:
 
 
 def run_pipeline_cmd(args) -> int:
-    from lightseg_tf.chain import run_pipeline
+    from lightseg_tf.pipelines.chain import run_pipeline
 
     out = run_pipeline(config_from_args(args), args.run_dir, args.start, args.only)
     if args.json:

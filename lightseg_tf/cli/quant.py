@@ -19,11 +19,11 @@ def register(sub) -> None:
 def run_quantize(args) -> int:
     from pathlib import Path
 
-    from lightseg_tf.export import export_run
+    from lightseg_tf.deploy.convert import export_run
 
     out = Path(args.out) if args.out else Path(args.run) / f"model_{args.mode.replace('-', '_')}.tflite"
     if args.mode == "qat":
-        from lightseg_tf.quantization import qat_finetune
+        from lightseg_tf.training.qat import qat_finetune
 
         qat_path = qat_finetune(args.run, args.epochs, args.lr)
         print(f"QAT model: {qat_path}")

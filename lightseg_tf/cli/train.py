@@ -22,7 +22,6 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", help="test|val|train|all (default test)")
     p.add_argument("--split-file", default=None,
                    help="split JSON (default: the run's split.json; 'all' ignores it)")
-    p.add_argument("--size", type=int, default=None, help="input side (default: the model's)")
     p.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
     p.add_argument("--postprocess", action="store_true",
                    help="also score the post-processed predictions (largest head component, hole "
@@ -33,7 +32,7 @@ def register(sub) -> None:
 
 
 def run_train(args) -> int:
-    from lightseg_tf.training import train
+    from lightseg_tf.training.trainer import train
 
     result = train(config_from_args(args), args.run_dir, overwrite=args.overwrite)
     print(result.run_dir)
@@ -44,25 +43,21 @@ def run_evaluate(args) -> int:
     from pathlib import Path
 
     from lightseg_tf.data.readers import read_dataset
-    from lightseg_tf.data.split import load_split
+    from lightseg_tf.data.split import split_side
+    from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
-    from lightseg_tf.evaluate import evaluate_and_write, format_summary, load_predictor
+    from lightseg_tf.evaluation.evaluate import evaluate_and_write, format_summary
 
     target = args.tflite or args.model
     if target is None:
         raise LightsegError("evaluate needs a RUN_OR_MODEL or --tflite model.tflite")
     model_path = Path(target)
-    size, predict_fn = load_predictor(model_path, args.tta, args.size)
-    dataset = read_dataset(args.data, args.format)
-    if args.split != "all":
-        split_file = args.split_file or (model_path / "split.json" if model_path.is_dir() else None)
-        if split_file is None or not Path(split_file).exists():
-            raise LightsegError(f"--split {args.split} needs --split-file (no split.json in {target})")
-        ids = load_split(split_file, dataset)[args.split]
-        dataset = dataset.subset(ids)
+    predictor = load_predictor(model_path, args.tta)
+    split_file = args.split_file or (model_path / "split.json" if model_path.is_dir() else None)
+    dataset = split_side(read_dataset(args.data, args.format), args.split, split_file)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent)
     tflite = model_path if model_path.suffix == ".tflite" else None
-    result, csv_path, json_path = evaluate_and_write(predict_fn, size, dataset, out, args.split, args.tta, tflite,
+    result, csv_path, json_path = evaluate_and_write(predictor, dataset, out, args.split, args.tta, tflite,
                                                      args.postprocess)
     if args.json:
         print(json.dumps({"raw": result.summary, "postprocessed": result.post.summary} if result.post

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import read_class_mask, read_gray
+from lightseg_tf.core.io import read_class_mask, read_gray
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import sha256_file
+from lightseg_tf.core.io import sha256_file
 
 DEFAULT_BASE = "https://zenodo.org"
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
-from lightseg_tf.io_utils import write_png_atomic
-from lightseg_tf.palette import contact_sheet, overlay
+from lightseg_tf.core.io import write_png_atomic
+from lightseg_tf.core.palette import contact_sheet, overlay
 
 
 def _size(record) -> tuple[int, int] | None:

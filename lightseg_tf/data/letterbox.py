@@ -115,7 +115,7 @@ def letterbox_uint8(gray: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]
 
     Bilinear at half-pixel centres without antialiasing (OpenCV's INTER_LINEAR grid), float32
     arithmetic, rounded to uint8. This is the reference the edge runner, the Kotlin app and the
-    browser demo reproduce (golden vectors from :mod:`lightseg_tf.golden`).
+    browser demo reproduce (golden vectors from :mod:`lightseg_tf.deploy.golden`).
     """
     h, w = gray.shape[:2]
     lb = letterbox_params(h, w, size)

@@ -6,8 +6,6 @@ into validation or test; each copy keeps its source's subject id.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from lightseg_tf.data.readers import read_dataset
 from lightseg_tf.data.readers.native import META_COLUMNS
 from lightseg_tf.data.split import load_split, save_split
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import atomic_path, write_json_atomic, write_png_atomic
+from lightseg_tf.core.io import write_csv_atomic, write_json_atomic, write_png_atomic
 
 
 def _file_id(record_id: str) -> str:
@@ -58,12 +56,7 @@ def augment_offline(src, format, split_file, out, copies: int, seed: int = 0,
             rows.append({"id": rid, "subject": rec.subject, "plane": rec.plane or "",
                          "pixel_size_mm": "" if rec.pixel_size_mm is None else rec.pixel_size_mm,
                          "hc_mm": "" if rec.hc_mm is None else rec.hc_mm})
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(META_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    with atomic_path(out / "meta.csv") as tmp:
-        tmp.write_text(buf.getvalue())
+    write_csv_atomic(out / "meta.csv", rows, META_COLUMNS)
     save_split({"train": new_train, "val": [_file_id(i) for i in split["val"]],
                 "test": [_file_id(i) for i in split["test"]]}, out / "split.json",
                source=str(src), copies=copies, seed=seed)

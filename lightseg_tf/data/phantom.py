@@ -16,8 +16,6 @@ with the pixel size chosen so that the occipito-frontal diameter is 2nd/3rd-trim
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lightseg_tf.biometry import ellipse_perimeter, width_across
-from lightseg_tf.io_utils import atomic_path, write_json_atomic, write_png_atomic
+from lightseg_tf.anatomy.biometry import ellipse_perimeter, width_across
+from lightseg_tf.core.io import write_csv_atomic, write_json_atomic, write_png_atomic
 
 CLASSES = ("background", "Brain", "CSP", "LV")
 PLANE = "trans-ventricular"
@@ -220,12 +218,7 @@ def write_phantom_dataset(out: str | Path, n: int, size: int = 256, seed: int = 
             "id": rid, "subject": f"s{rid}", "plane": PLANE,
             **{k: f"{getattr(t, k):.6f}" for k in fields[3:]},
         })
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(out / "meta.csv") as tmp:
-        tmp.write_text(buf.getvalue())
+    write_csv_atomic(out / "meta.csv", rows, fields)
     write_json_atomic(out / "dataset.json", {
         "format": "lightseg", "name": "lightseg-phantom", "classes": list(CLASSES),
         "plane": PLANE, "size": size, "n": n, "seed": seed,

@@ -15,7 +15,7 @@ import numpy as np
 
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import write_json_atomic
+from lightseg_tf.core.io import write_json_atomic
 
 SPLITS = ("train", "val", "test")
 
@@ -97,6 +97,21 @@ def load_split(path: str | Path, dataset: SegDataset | None = None) -> dict[str,
     if dataset is not None:
         check_split(split, dataset, str(path))
     return split
+
+
+def split_side(dataset: SegDataset, side: str, split_file: str | Path | None) -> SegDataset:
+    """The ``side`` (train / val / test) of ``dataset`` by ``split_file``; ``all`` is the whole dataset.
+
+    Raises:
+        LightsegError: ``side`` is not ``all`` and no split file is given or found.
+    """
+    if side == "all":
+        return dataset
+    if side not in SPLITS:
+        raise LightsegError(f"unknown split side {side!r}; use one of {', '.join(SPLITS)} or all")
+    if split_file is None or not Path(split_file).exists():
+        raise LightsegError(f"--split {side} needs a split file (--split-file, or a run directory with split.json)")
+    return dataset.subset(load_split(split_file, dataset)[side])
 
 
 def split_for(dataset: SegDataset, split_file: str | Path | None, val_fraction: float,

@@ -1,5 +1,5 @@
 // The device-side pixel logic of the browser demo, the same contract as Python's
-// lightseg_tf.data.letterbox.letterbox_uint8 / unletterbox_mask and lightseg_tf.biometry, and
+// lightseg_tf.data.letterbox.letterbox_uint8 / unletterbox_mask and lightseg_tf.anatomy.biometry, and
 // as the Android app's core/*.kt. float32 arithmetic is emulated with Math.fround so the
 // letterbox matches Python bit for bit.
 

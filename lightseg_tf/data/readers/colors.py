@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import read_pil
+from lightseg_tf.core.io import read_pil
 
 # The LightSeg / fetal-brain-segmentation folder layout: black background, red Brain
 # (parenchyma), green CSP, blue LV.

@@ -16,7 +16,7 @@ from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.data.readers import register_reader
 from lightseg_tf.data.readers.colors import LIGHTSEG_COLORS, classes_from_colors, decode_color_mask
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import read_class_mask, read_pil
+from lightseg_tf.core.io import read_class_mask, read_pil
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 

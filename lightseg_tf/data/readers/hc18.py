@@ -19,7 +19,7 @@ from scipy import ndimage
 from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.data.readers import register_reader
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.io_utils import read_pil
+from lightseg_tf.core.io import read_pil
 
 NAME = re.compile(r"^(\d+)_(\d*)HC\.png$")
 CSV_NAMES = ("training_set_pixel_size_and_HC.csv", "test_set_pixel_size.csv")

@@ -1,0 +1,1 @@
+"""Fetal anatomy in pure numpy geometry: head ellipse and biometry, mask post-processing."""

@@ -1,0 +1,249 @@
+"""TFLite export with a model card, integrity checks and an Edge TPU compatibility report.
+
+The exported graph takes what an edge device has: the letterboxed grayscale image
+``[1, S, S, 1]`` (uint8 raw pixels for int8 models; float32 in [0, 1] otherwise) and returns
+``class_map`` (uint8 ``[1, S, S]``) and ``probs`` (per-class probabilities ``[1, S, S, C]``,
+uint8 with scale 1/256 for int8 models). The card ``model.json`` beside the ``.tflite`` says
+how to letterbox, the classes and colours, the tensors' types and quantization, and the
+file's SHA-256, which :func:`lightseg_tf.deploy.runtime.load_tflite` checks before running anything.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from lightseg_tf import __version__
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.core.io import write_bytes_atomic, write_json_atomic
+from lightseg_tf.core.palette import class_colors
+from lightseg_tf.data.tfdata import letterboxed_sample
+from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, tensor_entry
+from lightseg_tf.models.saving import load_trained_model
+from lightseg_tf.runs import BEST_MODEL, open_run
+
+QUANT_MODES = ("int8", "float16", "dynamic", "float32")
+
+# Ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on the Edge TPU",
+# supported operations table); anything else runs on the host CPU, and the compiler sends
+# every op AFTER the first unsupported one to the CPU too.
+EDGETPU_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS",
+    "FULLY_CONNECTED", "L2_NORMALIZATION", "LOGISTIC", "LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN",
+    "MINIMUM", "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "DEQUANTIZE", "REDUCE_MAX", "REDUCE_MIN",
+    "RELU", "RELU6", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
+    "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE", "STRIDED_SLICE", "SUB",
+    "SUM", "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE", "TRANSPOSE_CONV", "HARD_SWISH",
+})
+
+
+
+def _serving_function(model, size: int):
+    """tf.function ``image [1,S,S,1] float32 -> {class_map uint8, probs float32}``."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 1], tf.float32, name="image")])
+    def serve(image):
+        logits = tf.cast(model(image, training=False), tf.float32)
+        # argmax of the logits (= of the softmax): keeps ARG_MAX on int8 logits in QAT graphs,
+        # where argmax of the softmax output made the converter insert a float DEQUANTIZE.
+        return {"class_map": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
+                "probs": tf.nn.softmax(logits, axis=-1)}
+
+    return serve
+
+
+def convert(model, quant: str = "int8", representative: Iterable[np.ndarray] | None = None) -> bytes:
+    """Convert a Keras segmentation model (logits out) to a TFLite flatbuffer.
+
+    Args:
+        model: a Keras model ``[B,S,S,1] -> [B,S,S,C]`` logits (plain or QAT-wrapped).
+        quant: "int8" (full integer: int8 inside, uint8 image in, uint8 outputs, no float
+            fallback), "float16" (float16 weights), "dynamic" (int8 weights, float
+            activations) or "float32".
+        representative: letterboxed float32 images ``[S,S,1]`` in [0,1] from the TRAIN split,
+            required for int8 calibration (a QAT model uses its learned ranges instead).
+
+    Returns:
+        The .tflite bytes.
+    """
+    import tensorflow as tf
+
+    if quant not in QUANT_MODES:
+        raise LightsegError(f"unknown quantization {quant!r}; choose one of {list(QUANT_MODES)}")
+    size = int(model.input_shape[1])
+    serve = _serving_function(model, size)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    if quant == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif quant == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quant == "int8":
+        images = [np.asarray(x, np.float32).reshape(1, size, size, 1) for x in (representative or [])]
+        if not images:
+            raise LightsegError("int8 export needs representative TRAIN images for calibration")
+        # Pin the input range to exactly [0, 1] so the uint8 input is the raw pixel value
+        # (scale 1/255, zero point 0): one calibration copy carries a 0 and a 1 pixel.
+        anchor = images[0].copy()
+        anchor[0, 0, 0, 0], anchor[0, 0, 1, 0] = 0.0, 1.0
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x] for x in [anchor, *images])
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.uint8
+    try:
+        return conv.convert()
+    except Exception as exc:  # the converter raises many types; name the model and mode
+        raise LightsegError(f"TFLite conversion ({quant}) of model {model.name!r} failed: {exc}") from None
+
+
+def inspect_tflite(content: bytes) -> dict:
+    """Op list, tensor types and I/O of a flatbuffer, for the card and the Edge TPU report."""
+    interp = make_interpreter(model_content=content, delegates=False)
+    interp.allocate_tensors()
+    ops = [d["op_name"] for d in interp._get_ops_details()]
+    inputs, outputs = io_details(interp)
+    tensors = interp.get_tensor_details()
+    return {
+        "ops": ops,
+        "inputs": {k: tensor_entry(v) for k, v in inputs.items()},
+        "outputs": {k: tensor_entry(v) for k, v in outputs.items()},
+        "tensor_dtypes": sorted({np.dtype(t["dtype"]).name for t in tensors}),
+        "dynamic_shapes": [t["name"] for t in tensors if -1 in list(t.get("shape_signature", []))],
+        "float_tensors": [t["name"] for t in tensors if np.dtype(t["dtype"]).kind == "f"],
+    }
+
+
+def xnnpack_fallback_ops(content: bytes) -> list[dict]:
+    """Ops of a flatbuffer that LiteRT's XNNPACK delegate leaves to the builtin CPU kernels.
+
+    Such ops run single-threaded, often unvectorised, and split the delegated graph into
+    partitions; in an int8 graph they are the first place to look when it is no faster than
+    float32. The interpreter does not expose its execution plan, so an op counts as left out
+    when its outputs are not produced by a delegate node but are read by one, by another
+    left-out op or are model outputs (a delegated op's outputs stay inside its partition).
+
+    Returns:
+        ``[{"op": name, "shape": [..] of its first output, "dtype": str}, ...]`` in graph order.
+    """
+    interp = make_interpreter(model_content=content, delegates=True)
+    interp.allocate_tensors()
+    nodes = interp._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    delegate_out = {t for d in delegates for t in d["outputs"]}
+    wanted = {t for d in delegates for t in d["inputs"]} | {d["index"] for d in interp.get_output_details()}
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    left = []
+    for node in reversed([n for n in nodes if n["op_name"] != "DELEGATE"]):
+        outs = set(node["outputs"])
+        if outs & wanted and not outs & delegate_out:
+            left.append(node)
+            wanted |= set(node["inputs"])
+    return [{"op": n["op_name"], "shape": [int(s) for s in tensors[n["outputs"][0]]["shape"]],
+             "dtype": np.dtype(tensors[n["outputs"][0]]["dtype"]).name} for n in reversed(left)]
+
+
+HOST_POSTPROCESS = frozenset({"ARG_MAX", "CAST"})  # the class map, computed from the logits
+
+
+def edgetpu_report(info: dict) -> dict:
+    """What would keep a model off the Edge TPU: unsupported ops, float tensors, dynamic shapes.
+
+    Returns:
+        ``{"compatible": bool, "unsupported_ops": [...], "first_unsupported_index": i|None,
+        "cpu_tail_ops": [...], "float_tensors": [...], "dynamic_shapes": [...], "notes": [...]}``.
+        ``compatible`` is True when every op is an Edge TPU op except the class-map
+        post-processing (ARG_MAX, CAST), which the host CPU runs; ``cpu_tail_ops`` lists what
+        the compiler would hand to the CPU (everything from the first non-TPU op on).
+    """
+    ops = info["ops"]
+    off_tpu = [i for i, op in enumerate(ops) if op not in EDGETPU_OPS]
+    first = off_tpu[0] if off_tpu else None
+    unsupported = sorted({ops[i] for i in off_tpu} - HOST_POSTPROCESS)
+    notes = []
+    if any(ops[i] in HOST_POSTPROCESS for i in off_tpu):
+        notes.append("ARG_MAX/CAST (the class map) run on the host CPU; the compiler maps the ops "
+                     "before the first of them to the TPU")
+    compatible = not unsupported and not info["float_tensors"] and not info["dynamic_shapes"]
+    return {
+        "compatible": bool(compatible),
+        "unsupported_ops": unsupported,
+        "first_unsupported_index": first,
+        "cpu_tail_ops": ops[first:] if first is not None else [],
+        "float_tensors": info["float_tensors"],
+        "dynamic_shapes": info["dynamic_shapes"],
+        "notes": notes,
+    }
+
+
+def build_card(content: bytes, *, name: str, classes: Iterable[str], colors: Iterable[Iterable[int]],
+               size: int, quant: str, info: dict | None = None, **extra) -> dict:
+    """The model card (JSON-safe dict) for a flatbuffer; ``extra`` adds data/metrics/... fields."""
+    info = info or inspect_tflite(content)
+    return {
+        "schema": CARD_SCHEMA,
+        "name": name,
+        "version": extra.pop("version", "1"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "lightseg_tf": __version__,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+        "quantization": quant,
+        "classes": [{"id": i, "name": n, "color": [int(c) for c in col]}
+                    for i, (n, col) in enumerate(zip(classes, colors))],
+        "input": {
+            **info["inputs"]["image"],
+            "size": size,
+            "letterbox": ("scale = min(S/H, S/W); resize to (round(W*scale), round(H*scale)) with "
+                          "bilinear sampling at half-pixel centres (OpenCV INTER_LINEAR, no "
+                          "antialiasing); paste at ((S-w)//2, (S-h)//2) on a black SxS canvas"),
+            "normalisation": ("uint8 raw gray pixels (the tensor's scale 1/255, zero point 0 maps "
+                              "them to [0, 1])" if quant == "int8" else "float32 gray / 255, in [0, 1]"),
+        },
+        "outputs": info["outputs"],
+        "edgetpu": edgetpu_report(info),
+        **extra,
+    }
+
+
+def write_export(content: bytes, card: dict, out: str | Path) -> tuple[Path, Path]:
+    """Write ``out`` (.tflite) and its card ``out`` with ``.json`` suffix, each atomically."""
+    out = Path(out)
+    if out.suffix != ".tflite":
+        raise LightsegError(f"{out}: the model file must end in .tflite")
+    card_path = out.with_suffix(".json")
+    write_bytes_atomic(out, content)
+    write_json_atomic(card_path, card)
+    return out, card_path
+
+
+def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: int = 64,
+               model_file: str | None = None) -> tuple[Path, Path]:
+    """Export a training run's best model (or ``model_file`` inside it, e.g. a QAT .h5) with its card.
+
+    The representative sample for int8 calibration is the first ``calib_n`` images of the
+    run's TRAIN split, letterboxed exactly as in training.
+    """
+    rd = open_run(run)
+    model = load_trained_model(rd.run_dir / (model_file or BEST_MODEL))
+    size = int(model.input_shape[1])
+    train = rd.part("train")
+    calib = list(letterboxed_sample(train, size, calib_n))
+    content = convert(model, quant, calib)
+    summary = rd.run_dir / "eval_test_summary.json"
+    card = build_card(
+        content, name=f"{rd.cfg.name}-{rd.cfg.model.name}-{quant}", classes=rd.dataset.classes,
+        colors=class_colors(rd.dataset.num_classes), size=size, quant=quant,
+        model={"architecture": rd.cfg.model.name, "options": rd.cfg.model.options,
+               "parameters": int(model.count_params()), "source": model_file or BEST_MODEL},
+        training_data={"path": str(rd.dataset.root), "format": rd.dataset.format, "train_images": len(train),
+                       "calibration_images": len(calib) if quant == "int8" else 0},
+        metrics=json.loads(summary.read_text()) if summary.exists() else None,
+    )
+    return write_export(content, card, out)

@@ -1,0 +1,143 @@
+"""The TFLite runtime: load an exported ``.tflite`` after checking it against its model card.
+
+The card ``model.json`` beside the ``.tflite`` (written by :mod:`lightseg_tf.deploy.convert`) says
+how to letterbox, the classes, the tensors' types and quantization, and the file's SHA-256,
+which :func:`load_tflite` checks before running anything. :func:`load_predictor` opens any
+model the project makes (run directory, ``.keras``, QAT ``.h5`` or ``.tflite``) as a
+:class:`~lightseg_tf.models.predictor.Predictor`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lightseg_tf.core.io import sha256_file
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.models.predictor import KerasPredictor, Predictor
+from lightseg_tf.models.saving import load_trained_model
+from lightseg_tf.runs import open_run
+
+CARD_SCHEMA = "lightseg-model-card/1"
+
+
+def make_interpreter(model_content: bytes | None = None, model_path: str | None = None, threads: int = 1,
+                 delegates: bool = True):
+    """A LiteRT interpreter; ``delegates=False`` keeps the plain op list (no XNNPACK node)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_content=model_content, model_path=model_path, num_threads=threads,
+                       experimental_op_resolver_type=resolver)
+
+
+def tensor_entry(detail) -> dict:
+    scale, zero = detail["quantization"]
+    return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
+            "shape": [int(v) for v in detail["shape"]],
+            "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+
+
+def io_details(interp) -> tuple[dict, dict]:
+    """Input details, and output details keyed by signature name (class_map, probs)."""
+    sig = interp.get_signature_runner()
+    inputs = sig.get_input_details()
+    outputs = sig.get_output_details()
+    return inputs, outputs
+
+
+def read_card(path: str | Path) -> dict:
+    """The card of ``model.tflite`` (``model.json`` beside it) or a card file."""
+    path = Path(path)
+    card_path = path.with_suffix(".json") if path.suffix == ".tflite" else path
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise LightsegError(f"{card_path}: model card missing; re-export the model with lightseg export") from None
+    except json.JSONDecodeError as exc:
+        raise LightsegError(f"{card_path}: model card is not valid JSON ({exc})") from None
+    if card.get("schema") != CARD_SCHEMA:
+        raise LightsegError(f"{card_path}: not a lightseg model card (schema {card.get('schema')!r})")
+    return card
+
+
+class TFLitePredictor(Predictor):
+    """A checked TFLite segmentation model (made by ``lightseg export``) with its card."""
+
+    def __init__(self, path: Path, card: dict, interpreter):
+        super().__init__(int(card["input"]["size"]), [c["name"] for c in card["classes"]],
+                         card.get("name", Path(path).stem))
+        self.path, self.card, self.interpreter = Path(path), card, interpreter
+
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One letterboxed image ``[S,S,1]`` float in [0,1] -> (class map ``[S,S]``, probs ``[S,S,C]``)."""
+        inp = self.card["input"]
+        x = np.asarray(image, np.float32).reshape(1, self.size, self.size, 1)
+        if inp["dtype"] == "uint8":
+            x = np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+        out = self.interpreter.get_signature_runner()(image=x)
+        probs = out["probs"][0].astype(np.float32)
+        q = self.card["outputs"]["probs"]["quantization"]
+        if q:
+            probs = (probs - q["zero_point"]) * q["scale"]
+        return out["class_map"][0].astype(np.int32), probs
+
+    def predict_probs(self, images: np.ndarray) -> np.ndarray:
+        return np.stack([self.run(im)[1] for im in images])
+
+
+def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) -> TFLitePredictor:
+    """Load a .tflite after checking it against its card (SHA-256, I/O types, shapes, quantization).
+
+    Raises:
+        LightsegError: missing/corrupt file or card, checksum mismatch, I/O not as carded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LightsegError(f"{path}: no such model file")
+    card = card or read_card(path)
+    digest = sha256_file(path)
+    if digest != card["sha256"]:
+        raise LightsegError(f"{path}: SHA-256 {digest[:12]}... does not match its card "
+                            f"({card['sha256'][:12]}...): the file is corrupt or not the carded model")
+    try:
+        interp = make_interpreter(model_path=str(path), threads=threads)
+        interp.allocate_tensors()
+        inputs, outputs = io_details(interp)
+    except (ValueError, RuntimeError) as exc:
+        raise LightsegError(f"{path}: cannot load as a TFLite model ({exc})") from None
+    actual = {"image": inputs.get("image")}
+    expected = {"image": card["input"]}
+    for name in ("class_map", "probs"):
+        actual[name] = outputs.get(name)
+        expected[name] = card["outputs"].get(name)
+    for name, detail in actual.items():
+        want = expected[name]
+        if detail is None or want is None:
+            raise LightsegError(f"{path}: tensor {name!r} missing from the model or its card")
+        got = tensor_entry(detail)
+        for field in ("dtype", "shape", "quantization"):
+            g, w = got[field], want[field]
+            same = (np.allclose([g["scale"], g["zero_point"]], [w["scale"], w["zero_point"]])
+                    if field == "quantization" and g and w else g == w)
+            if not same:
+                raise LightsegError(f"{path}: tensor {name!r} {field} is {g}, its card says {w}; "
+                                    "the card belongs to another model")
+    return TFLitePredictor(path, card, interp)
+
+
+def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) -> Predictor:
+    """Open a ``.tflite`` (its card beside it), a run directory or a Keras model file as a Predictor.
+
+    A run directory also gives the class names (its dataset's); ``tta="hflip"`` is for Keras
+    models only (a .tflite graph is fixed).
+    """
+    path = Path(model)
+    if path.suffix == ".tflite":
+        if tta not in (None, "", "none"):
+            raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
+        return load_tflite(path, threads=threads)
+    classes = open_run(path).dataset.classes if path.is_dir() else None
+    return KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name)

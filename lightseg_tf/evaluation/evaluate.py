@@ -1,0 +1,149 @@
+"""Evaluation at ORIGINAL resolution: predictions are un-letterboxed before scoring.
+
+Scores are per image and class (CSV) and summarised (JSON); every metric follows the
+empty-class convention of :mod:`lightseg_tf.objectives.metrics`. Surface distances are in mm with each
+image's own pixel size, in pixels where it is unknown (the summary says which).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lightseg_tf.core.io import write_csv_atomic, write_json_atomic
+from lightseg_tf.data.dataset import SegDataset
+from lightseg_tf.data.letterbox import letterbox_image, letterbox_params, unletterbox_probs
+from lightseg_tf.deploy.runtime import load_predictor
+from lightseg_tf.models.predictor import Predictor
+from lightseg_tf.objectives.metrics import OVERLAP, SURFACE, score_image, summarise
+from lightseg_tf.runs import open_run
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict]  # one per image
+    summary: dict
+    post: "EvalResult | None" = None  # the same predictions after post-processing
+
+
+def predict_dataset(predictor: Predictor, dataset: SegDataset, batch_size: int = 8):
+    """Yield ``(record, image, mask, probs)`` at original resolution for every record.
+
+    Args:
+        predictor: the model (Keras or TFLite); its input side sets the letterbox.
+        dataset: the records to run.
+        batch_size: images letterboxed and predicted together.
+    """
+    size = predictor.size
+    records = dataset.records
+    for start in range(0, len(records), batch_size):
+        chunk = records[start:start + batch_size]
+        pairs = [dataset.load_pair(r) for r in chunk]
+        batch = np.stack([letterbox_image(img, size)[0] for img, _ in pairs])
+        probs = predictor.predict_probs(batch)
+        for rec, (img, mask), p in zip(chunk, pairs, probs):
+            lb = letterbox_params(img.shape[0], img.shape[1], size)
+            yield rec, img, mask, unletterbox_probs(p, lb)
+
+
+def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
+             postprocess=None, surface: bool = True) -> EvalResult:
+    """Score ``predictor`` on every annotated record of ``dataset`` at original resolution.
+
+    Args:
+        predictor: the model (Keras or TFLite) behind the one Predictor interface.
+        dataset: annotated records; its class list names the score columns.
+        batch_size: images predicted together.
+        postprocess: optional ``(class_map [H,W], probs [H,W,C]) -> class_map``; when given,
+            the same predictions are scored with and without it (``result.post``).
+        surface: also compute HD95 / ASSD.
+
+    Returns:
+        One CSV-ready row per image and the :func:`lightseg_tf.objectives.metrics.summarise` summary.
+    """
+    variants = {"raw": ([], [])} | ({"post": ([], [])} if postprocess is not None else {})
+    units = set()
+    for rec, _, mask, probs in predict_dataset(predictor, dataset, batch_size):
+        raw = probs.argmax(-1).astype(np.int32)
+        units.add("mm" if rec.pixel_size_mm else "px")
+        for name, (rows, scores) in variants.items():
+            pred = raw if name == "raw" else postprocess(raw, probs)
+            s = score_image(pred, mask, dataset.num_classes, rec.pixel_size_mm, surface=surface)
+            scores.append(s)
+            row = {"id": rec.id, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
+            for m in (*OVERLAP, *(SURFACE if surface else ())):
+                row.update({f"{m}_{c}": float(v) for c, v in zip(dataset.classes, s[m])})
+            rows.append(row)
+    results = {}
+    for name, (rows, scores) in variants.items():
+        summary = summarise(scores, dataset.classes)
+        summary["surface_distance_units"] = "/".join(sorted(units)) if surface else None
+        summary["postprocessed"] = name == "post"
+        results[name] = EvalResult(rows, summary)
+    result = results["raw"]
+    result.post = results.get("post")
+    return result
+
+
+def write_results(result: EvalResult, out_dir: str | Path, stem: str = "eval") -> tuple[Path, Path]:
+    """Write ``{stem}_per_image.csv`` and ``{stem}_summary.json`` atomically."""
+    out_dir = Path(out_dir)
+    csv_path, json_path = out_dir / f"{stem}_per_image.csv", out_dir / f"{stem}_summary.json"
+    write_csv_atomic(csv_path, result.rows)
+    write_json_atomic(json_path, result.summary)
+    return csv_path, json_path
+
+
+def format_summary(summary: dict) -> str:
+    """A small text table of per-class Dice / IoU (and HD95 / ASSD when computed)."""
+    surface = "hd95" in next(iter(summary["per_class"].values()))
+    unit = summary.get("surface_distance_units") or ""
+    head = f"{'class':<14}{'Dice':>8}{'IoU':>8}" + (f"{'HD95 ' + unit:>12}{'ASSD ' + unit:>12}" if surface else "")
+
+    def fmt(v, w=8, d=4):
+        return f"{v:{w}.{d}f}" if v is not None else f"{'n/a':>{w}}"
+
+    lines = [head]
+    for name, m in summary["per_class"].items():
+        extra = fmt(m["hd95"], 12, 2) + fmt(m["assd"], 12, 2) if surface else ""
+        lines.append(f"{name:<14}{fmt(m['dice'])}{fmt(m['iou'])}{extra}")
+    extra = fmt(summary["mean_fg_hd95"], 12, 2) + fmt(summary["mean_fg_assd"], 12, 2) if surface else ""
+    lines.append(f"{'mean (fg)':<14}{fmt(summary['mean_fg_dice'])}{fmt(summary['mean_fg_iou'])}{extra}")
+    return "\n".join(lines)
+
+
+def evaluate_and_write(predictor: Predictor, dataset: SegDataset, out: str | Path, split: str,
+                       tta: str | None = None, tflite: str | Path | None = None, postprocess: bool = False):
+    """Score ``dataset`` (one split) and write ``eval_<split>[_hflip][_<tflite stem>]`` CSV/JSON into ``out``.
+
+    With ``postprocess``, the post-processed scores go to the ``_postprocessed`` pair too.
+
+    Returns:
+        ``(result, csv path, json path)``.
+    """
+    post = None
+    if postprocess:
+        from lightseg_tf.anatomy.postprocess import make_postprocess
+
+        post = make_postprocess(dataset.classes)
+    result = evaluate(predictor, dataset, postprocess=post)
+    stem = f"eval_{split}" + ("_hflip" if tta == "hflip" else "") + (f"_{Path(tflite).stem}" if tflite else "")
+    csv_path, json_path = write_results(result, out, stem)
+    if result.post is not None:
+        write_results(result.post, out, stem + "_postprocessed")
+    return result, csv_path, json_path
+
+
+def evaluate_run(run: str | Path, split: str = "test", tflite: str | Path | None = None, postprocess: bool = False,
+                 out: str | Path | None = None, tta: str | None = None) -> EvalResult:
+    """Score a run's best Keras model (or ``tflite``) on one side of the run's own split.
+
+    Writes ``eval_<split>[_hflip][_<tflite stem>]_{per_image.csv,summary.json}`` (and the
+    ``_postprocessed`` pair) into ``out`` (default: the run directory).
+    """
+    rd = open_run(run)
+    predictor = load_predictor(tflite if tflite is not None else rd.run_dir, tta)
+    return evaluate_and_write(predictor, rd.part(split), Path(out) if out else rd.run_dir, split, tta,
+                              tflite, postprocess)[0]

@@ -1,0 +1,77 @@
+"""One interface for every way to run a segmentation model: a Keras model here, a TFLite file in
+:mod:`lightseg_tf.deploy.runtime`.
+
+A :class:`Predictor` knows its square input side (the one source of truth for image size after
+training: the model's own input), its class names when known, and maps letterboxed images
+``[N, S, S, 1]`` to class probabilities ``[N, S, S, C]``; :meth:`Predictor.predict_image` does the
+letterbox round trip for one image at its original size.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from lightseg_tf.data.letterbox import letterbox_image, unletterbox_probs
+from lightseg_tf.errors import LightsegError
+
+TTA_MODES = (None, "", "none", "hflip")
+
+
+def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 8, tta: str | None = None) -> np.ndarray:
+    """Softmax probabilities ``[N, S, S, C]`` of letterboxed images ``[N, S, S, 1]``.
+
+    ``tta="hflip"`` averages the probabilities of the image and its mirror (flipped back).
+    """
+    if tta not in TTA_MODES:
+        raise LightsegError(f"unknown test-time augmentation {tta!r}; use hflip or none")
+    probs = tf.nn.softmax(model.predict(images, batch_size=batch_size, verbose=0), axis=-1).numpy()
+    if tta == "hflip":
+        flipped = model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0)
+        probs = 0.5 * (probs + tf.nn.softmax(flipped, axis=-1).numpy()[:, :, ::-1])
+    return probs
+
+
+class Predictor:
+    """A segmentation model behind one interface; subclasses implement :meth:`predict_probs`.
+
+    Attributes:
+        size: the square input side S the model was built (or exported) for.
+        classes: class names, index = class id, when the model's origin says them (else None).
+        name: a short label for tables and logs.
+    """
+
+    def __init__(self, size: int, classes: Sequence[str] | None = None, name: str = "model"):
+        self.size = int(size)
+        self.classes = tuple(classes) if classes is not None else None
+        self.name = name
+
+    def predict_probs(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N, S, S, C]`` of letterboxed float32 images ``[N, S, S, 1]`` in [0, 1]."""
+        raise NotImplementedError
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        """Probabilities ``[H, W, C]`` of one image ``[H, W, 1]`` at its ORIGINAL size."""
+        boxed, lb = letterbox_image(image, self.size)
+        return unletterbox_probs(self.predict_probs(boxed[None])[0], lb)
+
+    def predict_mask(self, image: np.ndarray) -> np.ndarray:
+        """Class map ``[H, W]`` int32 of one image at its ORIGINAL size."""
+        return self.predict_image(image).argmax(-1).astype(np.int32)
+
+
+class KerasPredictor(Predictor):
+    """A Keras segmentation model (logits out), optionally with horizontal-flip TTA."""
+
+    def __init__(self, model: keras.Model, classes: Sequence[str] | None = None, tta: str | None = None,
+                 batch_size: int = 8, name: str | None = None):
+        if tta not in TTA_MODES:
+            raise LightsegError(f"unknown test-time augmentation {tta!r}; use hflip or none")
+        super().__init__(int(model.input_shape[1]), classes, name or model.name)
+        self.model, self.tta, self.batch_size = model, tta, batch_size
+
+    def predict_probs(self, images: np.ndarray) -> np.ndarray:
+        return predict_probs(self.model, images, self.batch_size, self.tta)

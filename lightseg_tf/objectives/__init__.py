@@ -1,0 +1,1 @@
+"""Training objectives, pure maths: segmentation losses on logits and per-image metrics."""

@@ -1,0 +1,1 @@
+"""Multi-stage pipelines: the LightSeg chain (``lightseg pipeline``) and the comparative study."""

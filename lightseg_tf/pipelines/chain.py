@@ -1,0 +1,281 @@
+"""The whole LightSeg chain as resumable stages (``lightseg pipeline``).
+
+data split -> teachers -> teacher cache -> ensemble weights -> distillation [-> baseline
+student] -> QAT -> export -> evaluate (Keras and TFLite) -> clinic (explain, robustness,
+biometry) -> report.
+
+Each stage writes into ``RUN/stages/<stage>/`` through :func:`lightseg_tf.core.workflow.run_stages`:
+atomically, keyed by a hash of the config sections it reads, so a stopped run resumes at
+the stage it was in (training stages resume inside it, epoch by epoch) and a changed setting
+re-runs only what depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lightseg_tf.config import Config, config_identity, config_to_dict, with_overrides
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.core.io import write_json_atomic, write_text_atomic
+from lightseg_tf.core.log import LOG
+from lightseg_tf.runs import open_run_dir
+from lightseg_tf.core.workflow import Context, Stage, run_stages
+
+TEACHER_KEYS = {"model", "options", "epochs", "learning_rate"}
+
+
+def _data_overrides(cfg: Config, ctx: Context) -> dict:
+    """Point a stage's runs at the chain's dataset and its one split."""
+    data = ctx.stage_dir("data")
+    return {"data.path": cfg.data.path or str(data / "phantom"),
+            "data.format": cfg.data.format if cfg.data.path else "lightseg",
+            "data.split_file": str(data / "split.json")}
+
+
+def _run_cfg(cfg: Config, values: dict) -> Config:
+    """The config of one run inside a stage: ``cfg`` with ``values``, minus the chain-level sections.
+
+    Dropping ``pipeline``, ``search`` and ``study`` keeps a resumed stage's runs reopenable after a change
+    elsewhere in the chain (a run directory refuses a different config).
+    """
+    from lightseg_tf.config import PipelineConfig, SearchConfig, StudyConfig
+
+    out = with_overrides(cfg, values)
+    out.pipeline, out.search, out.study = PipelineConfig(), SearchConfig(), StudyConfig()
+    return out
+
+
+def _student_cfg(cfg: Config, ctx: Context, name: str, **values) -> Config:
+    return _run_cfg(cfg, {**_data_overrides(cfg, ctx), "name": f"{cfg.name}-{name}",
+                          "distill.cache": str(ctx.stage_dir("cache")),
+                          "distill.weights_file": str(ctx.stage_dir("ensemble") / "ensemble_weights.json"),
+                          **values})
+
+
+def summary_scores(result) -> dict:
+    s = result.summary
+    out = {"mean_fg_dice": s["mean_fg_dice"], "mean_fg_iou": s["mean_fg_iou"],
+           "dice": {c: v["dice"] for c, v in s["per_class"].items()}}
+    if result.post is not None:
+        out["postprocessed_mean_fg_dice"] = result.post.summary["mean_fg_dice"]
+    return out
+
+
+def _best_val(hist: dict) -> float | None:
+    vals = hist.get("val_mean_fg_dice") or []
+    return max(vals) if vals else None
+
+
+def check_model_specs(specs: dict, where: str) -> None:
+    """Each entry must be ``{model[, options, epochs, learning_rate]}``."""
+    if not specs:
+        raise LightsegError(f"{where} is empty: give at least one model")
+    for name, spec in specs.items():
+        unknown = set(spec) - TEACHER_KEYS
+        if unknown or "model" not in spec:
+            raise LightsegError(f"{where}.{name}: give model (+ options, epochs, learning_rate); "
+                                f"unknown keys {sorted(unknown)}")
+
+
+def prepare_data(cfg: Config, out: Path) -> dict:
+    """The data stage: the dataset (a phantom in ``out`` when no path is set) and its one split."""
+    from lightseg_tf.data.phantom import write_phantom_dataset
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.split import split_for
+
+    if cfg.data.path:
+        dataset = read_dataset(cfg.data.path, cfg.data.format)
+    else:
+        if not (out / "phantom" / "dataset.json").exists():
+            write_phantom_dataset(out / "phantom", cfg.data.phantom_n, size=max(cfg.data.image_size, 128),
+                                  seed=cfg.data.phantom_seed)
+        dataset = read_dataset(out / "phantom", "lightseg")
+    split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
+                      cfg.data.split_seed, write_to=out / "split.json")
+    return {"dataset": str(dataset.root), "classes": list(dataset.classes), **{k: len(v) for k, v in split.items()}}
+
+
+def train_models(cfg: Config, ctx: Context, out: Path, specs: dict, epochs: int, tta: bool = False) -> dict:
+    """Train each ``{name: {model, options, ...}}`` on the chain's data and split into ``out/name``.
+
+    Returns:
+        Per model: best validation mean foreground Dice and test scores (also with hflip TTA if ``tta``).
+    """
+    from lightseg_tf.evaluation.evaluate import evaluate_run
+    from lightseg_tf.training.trainer import train
+
+    results = {}
+    for name, spec in specs.items():
+        mcfg = _run_cfg(cfg, {
+            **_data_overrides(cfg, ctx), "name": f"{cfg.name}-{name}", "model.name": spec["model"],
+            "model.options": dict(spec.get("options", {})), "train.epochs": int(spec.get("epochs") or epochs),
+            "train.learning_rate": float(spec.get("learning_rate", cfg.train.learning_rate))})
+        LOG.info("model %s (%s)", name, spec["model"])
+        res = train(mcfg, out / name)
+        results[name] = {"best_val_mean_fg_dice": _best_val(res.history),
+                         "test": summary_scores(evaluate_run(out / name, "test"))}
+        if tta:
+            results[name]["test_hflip"] = summary_scores(evaluate_run(out / name, "test", tta="hflip"))
+    return results
+
+
+def build_stages(cfg: Config) -> list[Stage]:
+    """The chain's stages for ``cfg`` (the student is ``cfg.model``; see :class:`PipelineConfig`)."""
+    from lightseg_tf.evaluation.evaluate import evaluate_run
+
+    pc = cfg.pipeline
+    data_reads = config_to_dict(cfg.data)
+    check_model_specs(pc.teachers, "pipeline.teachers")
+
+    def data(ctx, out):
+        return prepare_data(cfg, out)
+
+    def teachers(ctx, out):
+        return train_models(cfg, ctx, out, pc.teachers, pc.teacher_epochs or cfg.train.epochs)
+
+    def cache(ctx, out):
+        from lightseg_tf.training.teacher_cache import predict_teachers
+
+        runs = [ctx.stage_dir("teachers") / name for name in pc.teachers]
+        predict_teachers(runs, out, splits=("train", "val", "test"))
+        return {"teachers": list(pc.teachers)}
+
+    def ensemble(ctx, out):
+        from lightseg_tf.training.ensemble import tune_cache
+
+        res = tune_cache(ctx.stage_dir("cache"), pc.ensemble_trials, pc.ensemble_engine, seed=cfg.train.seed,
+                         out=out)
+        return {k: res[k] for k in ("weights", "mean_fg_dice", "search_seconds", "table_split", "table")}
+
+    def distill(ctx, out):
+        from lightseg_tf.training.distillation import distill as run_distill
+
+        res = run_distill(_student_cfg(cfg, ctx, "student"), out / "student")
+        table = ctx.results["ensemble"]["table"]
+        cols = [k for k in table[0] if k != "model"]
+        write_json_atomic(out / "student" / "ensemble_table.json",  # the report shows it
+                          [["model", *cols], [[r["model"], *(r[c] for c in cols)] for r in table]])
+        return {"best_val_mean_fg_dice": _best_val(res.history),
+                "test": summary_scores(evaluate_run(out / "student", "test", postprocess=True))}
+
+    def baseline(ctx, out):
+        from lightseg_tf.training.trainer import train
+
+        res = train(_student_cfg(cfg, ctx, "baseline"), out / "baseline")
+        return {"best_val_mean_fg_dice": _best_val(res.history),
+                "test": summary_scores(evaluate_run(out / "baseline", "test"))}
+
+    def qat(ctx, out):
+        from lightseg_tf.training.distillation import distill as run_distill
+
+        qcfg = _student_cfg(cfg, ctx, "qat", **{
+            "distill.qat": True, "distill.init_from": str(ctx.stage_dir("distill") / "student"),
+            "train.epochs": pc.qat_epochs, "train.learning_rate": pc.qat_learning_rate,
+            "train.schedule": "constant"})
+        res = run_distill(qcfg, out / "qat")
+        return {"best_val_mean_fg_dice": _best_val(res.history)}
+
+    def export(ctx, out):
+        from lightseg_tf.deploy.convert import export_run
+
+        src, model_file = ((ctx.stage_dir("qat") / "qat", "best.h5") if pc.qat
+                           else (ctx.stage_dir("distill") / "student", None))
+        files = {}
+        for quant in pc.export:
+            tfl, card = export_run(src, out / f"student_{quant}.tflite", quant=quant, model_file=model_file)
+            files[quant] = tfl.name
+        return {"source": str(src), "files": files}
+
+    def evaluate(ctx, out):
+        student = ctx.stage_dir("distill") / "student"
+        rows = {f"teacher {n}": r["test"] for n, r in ctx.results["teachers"].items()}
+        ens = {r["model"]: r for r in ctx.results["ensemble"]["table"]}["weighted soft voting"]
+        rows["weighted ensemble"] = {"mean_fg_dice": ens["mean_fg_dice"], "mean_fg_iou": ens["mean_fg_iou"],
+                                     "note": f"letterboxed {ctx.results['ensemble']['table_split']} split"}
+        if pc.baseline:
+            rows["student, labels only"] = ctx.results["baseline"]["test"]
+        rows["student, distilled (Keras)"] = ctx.results["distill"]["test"]
+        for quant, name in ctx.results["export"]["files"].items():
+            tfl = ctx.stage_dir("export") / name
+            rows[f"student {quant} TFLite"] = summary_scores(evaluate_run(student, "test", tflite=tfl, out=out))
+        lines = ["| model | test mean fg Dice | test mean fg IoU |", "|---|---|---|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | {r['mean_fg_dice']:.4f} | {r['mean_fg_iou']:.4f} |")
+        write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
+        return {"rows": rows}
+
+    def clinic(ctx, out):
+        from lightseg_tf.evaluation.clinic import clinic_checks
+
+        files = ctx.results["export"]["files"]
+        tflite = ctx.stage_dir("export") / files.get("int8", next(iter(files.values())))
+        return clinic_checks(ctx.stage_dir("distill") / "student", tflite, out, pc.explain_images, pc.robustness,
+                             pc.biometry_images)
+
+    def report(ctx, out):
+        from lightseg_tf.evaluation.report import build_report
+
+        runs = [ctx.stage_dir("distill") / "student"]
+        if pc.baseline:
+            runs.append(ctx.stage_dir("baseline") / "baseline")
+        runs += [ctx.stage_dir("teachers") / n for n in pc.teachers]
+        rob = ctx.stage_dir("clinic") / "robustness" / "robustness.png"
+        path = build_report(runs, out / "report.html", robustness=[rob] if rob.exists() else None,
+                            extra_html=_results_html(ctx))
+        return {"report": path.name}
+
+    ident = config_identity(cfg)  # train.verbose (piped or not) must not re-run a stage
+    teach_reads = {"data": data_reads, "loss": ident["loss"], "train": ident["train"],
+                   "teachers": pc.teachers, "teacher_epochs": pc.teacher_epochs}
+    student_reads = {k: ident[k] for k in ("model", "loss", "train", "distill")}
+    stages = [
+        Stage("data", data, reads=data_reads),
+        Stage("teachers", teachers, reads=teach_reads, depends=("data",)),
+        Stage("cache", cache, depends=("teachers",)),
+        Stage("ensemble", ensemble, reads=[pc.ensemble_engine, pc.ensemble_trials, cfg.train.seed],
+              depends=("cache",)),
+        Stage("distill", distill, reads=student_reads, depends=("ensemble",)),
+    ]
+    if pc.baseline:
+        stages.append(Stage("baseline", baseline, reads=student_reads, depends=("data",)))
+    if pc.qat:
+        stages.append(Stage("qat", qat, reads=[pc.qat_epochs, pc.qat_learning_rate], depends=("distill",)))
+    stages += [
+        Stage("export", export, reads=pc.export, depends=("qat",) if pc.qat else ("distill",)),
+        Stage("evaluate", evaluate, depends=("export",) + (("baseline",) if pc.baseline else ())),
+        Stage("clinic", clinic, reads=[pc.explain_images, pc.robustness, pc.biometry_images],
+              depends=("export",)),
+        Stage("report", report, depends=("evaluate", "clinic")),
+    ]
+    return stages
+
+
+def _results_html(ctx: Context) -> str:
+    """The chain's comparison table and search results as HTML for the report."""
+    import html
+
+    rows = ctx.results["evaluate"]["rows"]
+    body = "".join(f"<tr><td>{html.escape(n)}</td><td>{r['mean_fg_dice']:.4f}</td><td>{r['mean_fg_iou']:.4f}</td>"
+                   f"<td>{html.escape(r.get('note', ''))}</td></tr>" for n, r in rows.items())
+    weights = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in ctx.results["ensemble"]["weights"].items())
+    return ("<h2>LightSeg chain (test split)</h2><table><tr><th>model</th><th>mean fg Dice</th>"
+            f"<th>mean fg IoU</th><th>note</th></tr>{body}</table><p class='note'>ensemble weights: {weights}</p>")
+
+
+def run_pipeline(cfg: Config, run_dir: str | Path | None = None, start: str | None = None,
+                 only: str | None = None) -> dict:
+    """Run (or resume) the chain; returns ``{"run_dir", "report", "model", "results"}``."""
+    run = open_run_dir(cfg, run_dir, allow_changes=True)
+    ctx = run_stages(build_stages(cfg), run, start=start, only=only)
+    out = {"run_dir": str(run), "results": ctx.results}
+    if "report" in ctx.results:
+        out["report"] = str(ctx.stage_dir("report") / ctx.results["report"]["report"])
+    if "export" in ctx.results:
+        files = ctx.results["export"]["files"]
+        out["model"] = str(ctx.stage_dir("export") / files.get("int8", next(iter(files.values()))))
+    write_json_atomic(run / "pipeline.json", {k: v for k, v in out.items() if k != "results"}
+                      | {"stages": {k: json.loads(json.dumps(v, default=str)) for k, v in ctx.results.items()}})
+    return out

@@ -1,0 +1,226 @@
+"""Black-box knowledge distillation: a student learns from the labels and the teachers' ensemble.
+
+loss = alpha * hard(y, s) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T))
+
+with ``hard`` the config's loss (DLCE for LightSeg: Dice + Lovász-Softmax + cross-entropy),
+``s`` the student's logits and ``t`` the ensemble's logits, the log of the weighted soft vote
+of the cached teacher probabilities. Hinton, Vinyals, Dean, "Distilling the knowledge in a
+neural network", 2015 (the T^2 keeps the soft gradients' scale independent of T); Alzubaidi
+et al., LightSeg, 2023 (alpha 0.5, the DLCE loss, the weighted ensemble as teacher).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from lightseg_tf.config import Config, with_overrides
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.objectives.metrics import MeanForegroundDice
+from lightseg_tf.core.log import LOG
+from lightseg_tf.runs import open_run_dir
+
+EPS = 1e-7
+
+
+def probs_to_logits(probs):
+    """Logits whose softmax is ``probs`` (log, floored so a zero probability stays finite)."""
+    return tf.math.log(tf.maximum(tf.cast(probs, tf.float32), EPS))
+
+
+def soft_distillation_loss(teacher_logits, student_logits, temperature: float):
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))``, averaged over pixels and batch; a scalar."""
+    t = float(temperature)
+    p_teacher = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / t, axis=-1)
+    p_student = tf.nn.softmax(tf.cast(student_logits, tf.float32) / t, axis=-1)
+    return t * t * keras.losses.KLDivergence()(p_teacher, p_student)
+
+
+class Distiller(keras.Model):
+    """Wraps a student; ``fit`` on ``(image, (mask, teacher_probs))`` distils it.
+
+    With ``teacher`` (a Keras model emitting logits, e.g. :func:`lightseg_tf.training.ensemble.build_ensemble_model`)
+    the soft targets are computed online instead and the data are plain ``(image, mask)``;
+    the teacher is frozen and never updated. Only the student is saved (``distiller.student``).
+
+    Args:
+        student: the model being trained (plain or QAT-wrapped), emitting logits ``[B, S, S, C]``.
+        hard_loss: loss on (int mask ``[B, S, S]``, student logits), e.g. ``build_loss(cfg.loss)``.
+        num_classes: C, for the mean foreground Dice metric.
+        alpha: weight of the hard loss (1 = no distillation, 0 = teacher only).
+        temperature: T of the softened distributions.
+    """
+
+    def __init__(self, student: keras.Model, hard_loss, num_classes: int, alpha: float = 0.5,
+                 temperature: float = 2.0, teacher: keras.Model | None = None, **kwargs):
+        super().__init__(name=kwargs.pop("name", "distiller"), **kwargs)
+        if not 0.0 <= alpha <= 1.0:
+            raise LightsegError(f"distill.alpha must lie in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise LightsegError(f"distill.temperature must be > 0, got {temperature}")
+        self.student = student
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.trainable = False
+        self.hard_loss = hard_loss
+        self.alpha, self.temperature = float(alpha), float(temperature)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.hard_tracker = keras.metrics.Mean(name="hard_loss")
+        self.soft_tracker = keras.metrics.Mean(name="soft_loss")
+        self.dice = MeanForegroundDice(num_classes)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.hard_tracker, self.soft_tracker, self.dice]
+
+    def call(self, images, training=False):
+        return self.student(images, training=training)
+
+    def _targets(self, data):
+        images, y = data
+        if isinstance(y, (tuple, list)):
+            mask, teacher_probs = y
+            return images, mask, probs_to_logits(teacher_probs)
+        if self.teacher is None:
+            raise LightsegError("Distiller got (image, mask) batches but has no teacher model; "
+                                "feed (image, (mask, teacher_probs)) or pass teacher=")
+        return images, y, self.teacher(images, training=False)
+
+    def compute_losses(self, mask, teacher_logits, student_logits):
+        """``(total, hard, soft)`` scalars for one batch."""
+        hard = self.hard_loss(mask, student_logits)
+        soft = soft_distillation_loss(teacher_logits, student_logits, self.temperature)
+        return self.alpha * hard + (1.0 - self.alpha) * soft, hard, soft
+
+    def _record(self, mask, student_logits, total, hard, soft):
+        self.loss_tracker.update_state(total)
+        self.hard_tracker.update_state(hard)
+        self.soft_tracker.update_state(soft)
+        self.dice.update_state(mask, student_logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        images, mask, teacher_logits = self._targets(data)
+        with tf.GradientTape() as tape:
+            logits = self.student(images, training=True)
+            total, hard, soft = self.compute_losses(mask, teacher_logits, logits)
+            objective = total + (tf.add_n(self.student.losses) if self.student.losses else 0.0)
+        # minimize() applies loss scaling when mixed precision wrapped the optimizer.
+        self.optimizer.minimize(objective, self.student.trainable_variables, tape=tape)
+        return self._record(mask, logits, total, hard, soft)
+
+    def test_step(self, data):
+        images, mask, teacher_logits = self._targets(data)
+        logits = self.student(images, training=False)
+        return self._record(mask, logits, *self.compute_losses(mask, teacher_logits, logits))
+
+
+def ensemble_weights(cfg: Config, cache, teachers: list[str]) -> np.ndarray:
+    """The configured weights: ``distill.weights_file``, else the cache's tuned ones, else equal."""
+    from lightseg_tf.training.ensemble import load_weights, normalise_weights
+
+    path = Path(cfg.distill.weights_file) if cfg.distill.weights_file else cache.root / "ensemble_weights.json"
+    if cfg.distill.weights_file or path.exists():
+        return load_weights(path, teachers)
+    LOG.info("no ensemble_weights.json in %s: the teachers vote with equal weights", cache.root)
+    return normalise_weights(np.ones(len(teachers)), len(teachers))
+
+
+def _initial_student(cfg: Config, shape, num_classes: int, train) -> keras.Model:
+    """The student to distil (new or ``distill.init_from``), QAT-wrapped when ``distill.qat``.
+
+    ``train`` (the TRAIN split) gives the images QAT's initial activation ranges come from.
+    """
+    from lightseg_tf.models import build_model
+    from lightseg_tf.models.saving import load_trained_model
+    from lightseg_tf.training.trainer import set_bn_momentum
+
+    if cfg.distill.init_from:
+        student = load_trained_model(cfg.distill.init_from)
+        if tuple(student.input_shape[1:]) != tuple(shape) or student.output_shape[-1] != num_classes:
+            raise LightsegError(f"{cfg.distill.init_from}: model takes {student.input_shape[1:]} -> "
+                                f"{student.output_shape[-1]} classes; this distillation needs {shape} -> {num_classes}")
+    else:
+        student = build_model(cfg.model.name, shape, num_classes, **cfg.model.options)
+    if cfg.train.bn_momentum is not None:
+        set_bn_momentum(student, cfg.train.bn_momentum)
+    if cfg.distill.qat:
+        from lightseg_tf.data.tfdata import letterboxed_sample
+        from lightseg_tf.models.qat import quantize_for_qat
+
+        # QAT ranges start where the student's tensors are on TRAIN images, not at [-6, 6].
+        student = quantize_for_qat(student, calibration=letterboxed_sample(train, shape[0]))
+    return student
+
+
+def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), overwrite: bool = False):
+    """Distil ``cfg.model`` from the teacher cache ``cfg.distill.cache``; a normal run directory results.
+
+    The split and the image side are the cache's (the teachers'; ``data.image_size`` follows the
+    cache), so later stages (quantize, export, evaluate) treat the run like any trained one. Resumes like :func:`lightseg_tf.training.trainer.train`.
+
+    Returns:
+        :class:`lightseg_tf.training.trainer.TrainResult`.
+    """
+    from lightseg_tf.data.tfdata import Splits, make_dataset
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.split import check_split, save_split
+    from lightseg_tf.training.ensemble import soft_vote
+    from lightseg_tf.objectives.losses import build_loss
+    from lightseg_tf.training.teacher_cache import TeacherCache
+    from lightseg_tf.runs import read_history
+    from lightseg_tf.training.trainer import TrainResult, configure_runtime, fit_run, make_optimizer
+
+    dc = cfg.distill
+    if not dc.cache:
+        raise LightsegError("distill.cache is empty: set it to a folder made by `lightseg teachers predict`")
+    cache = TeacherCache(dc.cache)
+    if cfg.data.image_size != cache.size:  # the cache's probabilities fix the student's input side
+        LOG.info("data.image_size %d -> %d, the side of the cache's teacher probabilities", cfg.data.image_size,
+                 cache.size)
+        cfg = with_overrides(cfg, {"data.image_size": cache.size})
+    run = open_run_dir(cfg, run_dir)
+    suffix = ".h5" if dc.qat else ".keras"
+    if (run / f"final{suffix}").exists() and not overwrite:
+        LOG.info("%s: run already finished; reusing it", run)
+        hist = read_history(run / "history.csv")
+        return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))
+    strategy = configure_runtime(cfg.train)
+    data = cache.manifest.get("data", {})
+    dataset = read_dataset(cfg.data.path or data.get("path"), cfg.data.format or data.get("format"))
+    if list(dataset.classes) != cache.classes:
+        raise LightsegError(f"{dataset.root}: classes {list(dataset.classes)} differ from the cache's {cache.classes}")
+    split = cache.splits
+    check_split(split, dataset, where=str(cache.root / "manifest.json"))
+    save_split(split, run / "split.json", source=str(cache.root))
+    teachers = cache.select(dc.teachers)
+    weights = ensemble_weights(cfg, cache, teachers)
+    LOG.info("distilling %s from %s (weights %s), alpha %.2f, T %.1f", cfg.model.name,
+             ", ".join(teachers), np.round(weights, 3).tolist(), dc.alpha, dc.temperature)
+
+    parts = {k: dataset.subset(v) for k, v in split.items() if v}
+    probs = {side: [cache.probs(t, side) for t in teachers] for side in ("train", "val")}
+
+    def targets(side):
+        return lambda i: soft_vote([p[i] for p in probs[side]], weights)
+
+    splits = Splits(
+        train=make_dataset(parts["train"], cfg.data, training=True, seed=cfg.train.seed,
+                           soft_targets=targets("train"), num_classes=cache.num_classes),
+        val=make_dataset(parts["val"], cfg.data, training=False, soft_targets=targets("val"),
+                         num_classes=cache.num_classes),
+        test=None, datasets=parts)
+    steps = math.ceil(len(parts["train"]) / cfg.data.batch_size)
+    shape = (cfg.data.image_size, cfg.data.image_size, 1)
+    with strategy.scope():
+        student = _initial_student(cfg, shape, cache.num_classes, parts["train"])
+        distiller = Distiller(student, build_loss(cfg.loss), cache.num_classes, dc.alpha, dc.temperature)
+        distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile)
+        distiller(np.zeros((1, *shape), np.float32))  # BackupAndRestore can only restore a built model
+    LOG.info("student %s: %s parameters", cfg.model.name, f"{student.count_params():,}")
+    hist = fit_run(run, distiller, student, splits, cfg.train, extra_callbacks, suffix=suffix)
+    return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))
