@@ -8,7 +8,8 @@ import pytest
 
 import lightseg_tf  # noqa: F401  (pins tf-keras before TensorFlow is imported)
 
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from lightseg_tf.postprocess import ClassRule, default_rules, postprocess
+from lightseg_tf.anatomy.postprocess import ClassRule, default_rules, postprocess
 
 CLASSES = ("background", "Brain", "CSP", "LV")
 

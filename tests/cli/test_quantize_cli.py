@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from lightseg_tf.benchmark import DOC_BEGIN, DOC_END, benchmark, to_markdown, write_doc_section
+from lightseg_tf.evaluation.benchmark import DOC_BEGIN, DOC_END, benchmark, to_markdown, write_doc_section
 from lightseg_tf.cli import main
 from lightseg_tf.config import load_config
-from lightseg_tf.export import load_tflite, read_card
-from lightseg_tf.training import train
+from lightseg_tf.deploy.runtime import load_tflite, read_card
+from lightseg_tf.training.trainer import train
 
 
 @pytest.fixture(scope="module")

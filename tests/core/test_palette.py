@@ -1,6 +1,6 @@
 import numpy as np
 
-from lightseg_tf.palette import PALETTE, class_colors, colorize, contact_sheet, overlay
+from lightseg_tf.core.palette import PALETTE, class_colors, colorize, contact_sheet, overlay
 
 
 def test_colours_distinct_and_background_black():

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.workflow import Stage, run_stages
+from lightseg_tf.core.workflow import Stage, run_stages
 
 
 def _stages(calls, reads_b=1, fail_in=None):

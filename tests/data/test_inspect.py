@@ -32,7 +32,11 @@ def test_inspect_cli_json_and_sheet(phantom_dir, tmp_path, capsys):
 def test_real_hc18_and_psfhs_counts(shared_datasets, capsys):
     assert main(["data", "inspect", str(shared_datasets / "hc18"), "--format", "hc18", "--json"]) == 0
     hc = json.loads(capsys.readouterr().out)
-    assert hc["images"] == 741 and hc["subjects"] == 600
+    # Follow the copy in ../shared (it grew from 741 to 871 images on 2026-12-01): one image per
+    # CSV row, one subject per leading number, and the reader must see all of them.
+    rows = (shared_datasets / "hc18" / "training_set_pixel_size_and_HC.csv").read_text().split()[1:]
+    assert hc["images"] == len(rows) >= 871
+    assert hc["subjects"] == len({r.split("_")[0] for r in rows}) >= 703
     assert main(["data", "inspect", str(shared_datasets / "psfhs"), "--format", "psfhs", "--json"]) == 0
     ps = json.loads(capsys.readouterr().out)
     assert ps["images"] == 1056 and ps["class_ids_present"] == [0, 1, 2]

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 from lightseg_tf.cli import main
-from lightseg_tf.biometry import ellipse_perimeter
+from lightseg_tf.anatomy.biometry import ellipse_perimeter
 from lightseg_tf.data.phantom import CLASSES, make_phantom
 from lightseg_tf.data.readers import read_dataset
 

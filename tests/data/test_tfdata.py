@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from lightseg_tf.config import AugmentConfig, DataConfig
-from lightseg_tf.data.pipeline import build_datasets, make_dataset, repeat_counts
+from lightseg_tf.data.tfdata import build_datasets, make_dataset, repeat_counts
 from lightseg_tf.data.readers import read_dataset
 from lightseg_tf.data.split import make_split
 
@@ -43,7 +43,7 @@ def test_deterministic_mode_repeats_exactly(phantom_dir):
 
 def test_eval_pipeline_is_plain_letterbox(phantom_dir):
     """Validation batches are un-augmented and in record order."""
-    from lightseg_tf.data.pipeline import load_letterboxed
+    from lightseg_tf.data.tfdata import load_letterboxed
 
     ds = read_dataset(phantom_dir)
     x, y = next(iter(make_dataset(ds, _cfg(), training=False)))

@@ -7,8 +7,8 @@ import pytest
 import tf_keras as keras
 
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.export import (build_card, convert, edgetpu_report, inspect_tflite, load_tflite,
-                                read_card, write_export, xnnpack_fallback_ops)
+from lightseg_tf.deploy.convert import build_card, convert, edgetpu_report, inspect_tflite, write_export, xnnpack_fallback_ops
+from lightseg_tf.deploy.runtime import load_tflite, read_card
 from lightseg_tf.models import build_model
 
 SIZE = 32
@@ -128,7 +128,7 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     import os
     import stat
 
-    from lightseg_tf.io_utils import write_bytes_atomic
+    from lightseg_tf.core.io import write_bytes_atomic
 
     write_bytes_atomic(tmp_path / "m.tflite", b"x")
     umask = os.umask(0)

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_params, unletterbox_mask
-from lightseg_tf.export import build_card, convert, load_tflite, write_export
+from lightseg_tf.deploy.convert import build_card, convert, write_export
+from lightseg_tf.deploy.runtime import load_tflite
 from lightseg_tf.models import build_model
 
-RUNNER = Path(__file__).resolve().parents[1] / "tflite" / "run_edge.py"
+RUNNER = REPO_ROOT / "tflite" / "run_edge.py"
 FORBIDDEN = ("tensorflow", "tf_keras", "keras", "lightseg_tf", "cv2", "albumentations")
 
 # Runs the runner with the heavy packages made unimportable, then proves none was loaded.

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_uint8
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 GOLDEN = ROOT / "android_demo" / "app" / "src" / "test" / "resources" / "golden"
 
 
@@ -24,7 +25,7 @@ def test_uint8_letterbox_agrees_with_the_training_letterbox():
 
 
 def test_committed_golden_vectors_are_what_python_produces_today(tmp_path):
-    from lightseg_tf.golden import write_golden
+    from lightseg_tf.deploy.golden import write_golden
 
     manifest = json.loads((GOLDEN / "golden.json").read_text())
     write_golden(GOLDEN / manifest["model"], tmp_path, n=len(manifest["cases"]))

@@ -1,16 +1,20 @@
 """QAT (tensorflow-model-optimization) and full-int8 TFLite conversion of the students."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import tf_keras as keras
 from conftest import phantom_arrays
 
 from lightseg_tf.config import LossConfig
-from lightseg_tf.export import build_card, convert, inspect_tflite, load_tflite, write_export
-from lightseg_tf.losses import build_loss
+from lightseg_tf.deploy.convert import build_card, convert, inspect_tflite, write_export
+from lightseg_tf.deploy.runtime import load_tflite
+from lightseg_tf.objectives.losses import build_loss
 from lightseg_tf.models import build_model, list_models
-from lightseg_tf.quantization import load_qat_model, quantize_for_qat
-from lightseg_tf.training import recalibrate_bn, set_bn_momentum
+from lightseg_tf.models.qat import quantize_for_qat
+from lightseg_tf.models.saving import load_qat_model
+from lightseg_tf.training.trainer import recalibrate_bn, set_bn_momentum
 
 
 @pytest.fixture(scope="module", name="phantom_arrays")
@@ -55,8 +59,14 @@ def test_qat_ready_models_pass_quantize_model():
     ready = {s.name for s in list_models() if s.qat_ready}
     assert ready == set(tiny)
     for name, opts in tiny.items():
-        qat = quantize_for_qat(build_model(name, (64, 64, 1), 3, **opts))
-        assert any("quant" in layer.name for layer in qat.layers)
+        model = build_model(name, (64, 64, 1), 3, **opts)
+        qat = quantize_for_qat(model)
+        kinds = Counter(type(layer).__name__ for layer in qat.layers)
+        # One QuantizeLayer on the input, and every other layer of the float model wrapped once.
+        assert kinds == {"InputLayer": 1, "QuantizeLayer": 1, "QuantizeWrapperV2": len(model.layers) - 1}, name
+        wrapped = Counter(type(layer.layer).__name__ for layer in qat.layers if hasattr(layer, "layer"))
+        assert wrapped == Counter(type(layer).__name__ for layer in model.layers[1:]), name
+        assert wrapped["Conv2D"] > 0
 
 
 def test_qat_ranges_start_at_the_float_models_tensor_ranges(phantom_arrays):

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from web_server import serve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 WEB = ROOT / "tflite" / "web"
 GOLDEN = ROOT / "android_demo" / "app" / "src" / "test" / "resources" / "golden"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

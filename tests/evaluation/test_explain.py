@@ -5,9 +5,9 @@ import pytest
 import tf_keras as keras
 from conftest import phantom_arrays
 
-from lightseg_tf.explain import default_layer, gradcam, gradcam_plus_plus
+from lightseg_tf.evaluation.explain import default_layer, gradcam, gradcam_plus_plus
 from lightseg_tf.models import build_model
-from lightseg_tf.training import set_bn_momentum
+from lightseg_tf.training.trainer import set_bn_momentum
 
 
 def test_closed_form_on_a_linear_toy_model():

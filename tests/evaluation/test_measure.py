@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from lightseg_tf.biometry import lv_flag, measure_mask, width_across
+from lightseg_tf.anatomy.biometry import lv_flag, measure_mask, width_across
 from lightseg_tf.cli import main
 from lightseg_tf.data.phantom import CLASSES, make_phantom
 

@@ -8,7 +8,7 @@ import pytest
 
 from lightseg_tf.cli import main
 from lightseg_tf.config import load_config
-from lightseg_tf.training import train
+from lightseg_tf.training.trainer import train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from lightseg_tf.data.readers import read_dataset
-from lightseg_tf.robustness import SEVERITIES, CorruptedDataset, corrupt, plot_robustness, robustness_table
+from lightseg_tf.evaluation.robustness import SEVERITIES, CorruptedDataset, corrupt, robustness_table, write_robustness
+from lightseg_tf.models.predictor import Predictor
 
 
 def _scene():
@@ -32,20 +33,43 @@ def test_rotation_keeps_image_and_mask_aligned():
     assert ((img2[..., 0] > 0.5) == (mask2 == 1)).mean() > 0.97
 
 
-def test_table_and_plot(phantom_dir, tmp_path):
-    ds = read_dataset(phantom_dir).subset(["00000", "00001"])
+class _Threshold(Predictor):
+    """A "model" that thresholds brightness: it degrades as a corruption washes the head out."""
 
-    def oracle_ish(batch):  # a "model" that thresholds brightness: degrades under corruption
+    def predict_probs(self, batch):
         bright = batch[..., 0] > 0.35
         probs = np.zeros((*batch.shape[:3], 4), np.float32)
         probs[..., 0] = ~bright
         probs[..., 1] = bright
         return probs
 
-    rows = robustness_table({"threshold": oracle_ish}, ds, 32, corruptions=["brightness", "jpeg"])
-    assert len(rows) == len(SEVERITIES["brightness"]) + len(SEVERITIES["jpeg"])
+
+def test_dice_falls_with_severity_and_the_table_is_written(phantom_dir, tmp_path):
+    ds = read_dataset(phantom_dir).subset(["00000", "00001"])
+    rows = robustness_table({"threshold": _Threshold(32)}, ds, corruptions=["contrast", "gaussian_blur"])
+    assert len(rows) == len(SEVERITIES["contrast"]) + len(SEVERITIES["gaussian_blur"])
     assert {"model", "corruption", "level", "mean_fg_dice", "dice_Brain"} <= set(rows[0])
-    plot_robustness(rows, tmp_path / "rob.png")
-    assert (tmp_path / "rob.png").stat().st_size > 1000
+    for name in ("contrast", "gaussian_blur"):
+        dice = [r["dice_Brain"] for r in rows if r["corruption"] == name]
+        assert dice[0] > 0.3, dice  # the intact images are found
+        assert all(a > b for a, b in zip(dice, dice[1:])), f"{name}: Dice must fall with severity, got {dice}"
+    out = write_robustness(rows, tmp_path / "rob")
+    assert (out / "robustness.png").stat().st_size > 1000
+    assert (out / "robustness.csv").read_text().count("\n") == len(rows) + 1
     view = CorruptedDataset(ds, "rotation", 15.0)
     assert view.load_pair(ds.records[0])[0].shape == ds.load_pair(ds.records[0])[0].shape
+
+
+def test_speckle_is_the_same_in_every_process():
+    """The noise seed comes from the record id, not Python's per-process salted hash()."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from lightseg_tf.evaluation.robustness import CorruptedDataset; "
+            "from lightseg_tf.data.dataset import Record\n"
+            "class D:\n    def load_pair(self, r): return np.full((8, 8, 1), 0.5, np.float32), np.zeros((8, 8), np.int32)\n"
+            "v = CorruptedDataset.__new__(CorruptedDataset); v.base, v.name, v.level = D(), 'speckle', 0.4\n"
+            "print(float(v.load_pair(Record('abc', 'x', None, 's'))[0].sum()))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout for seed in (1, 2)}
+    assert len(outs) == 1, outs

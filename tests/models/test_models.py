@@ -63,7 +63,7 @@ def test_build_train_step_save_load(name, tmp_path):
 
 
 def test_lightseg_student_has_the_papers_parameter_count_and_flops():
-    from lightseg_tf.model_stats import count_flops
+    from lightseg_tf.deploy.model_stats import count_flops
 
     model = build_model("lightseg_student", (224, 224, 3), 4)
     assert model.count_params() == 1_339_588

@@ -9,7 +9,7 @@ import tf_keras as keras
 
 from lightseg_tf.config import LossConfig
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.losses import (LOSS_FUNCTIONS, SegmentationLoss, WeightedSumLoss, build_loss,
+from lightseg_tf.objectives.losses import (LOSS_FUNCTIONS, SegmentationLoss, WeightedSumLoss, build_loss,
                                 cross_entropy_loss, dlce_loss, focal_loss, focal_tversky_loss,
                                 lovasz_grad, lovasz_softmax_loss, soft_dice_loss, tversky_loss)
 

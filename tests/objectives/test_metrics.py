@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from lightseg_tf.metrics import (MeanForegroundDice, confusion_counts, dice_iou_per_class, score_image,
+from lightseg_tf.objectives.metrics import (MeanForegroundDice, confusion_counts, dice_iou_per_class, score_image,
                                  summarise, surface_distances)
 
 TRUE = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0]])

@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
-from lightseg_tf.chain import build_stages
+from lightseg_tf.pipelines.chain import build_stages
 from lightseg_tf.config import load_config
 from lightseg_tf.errors import LightsegError
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+QUICKSTART = REPO_ROOT / "experiments" / "quickstart.yaml"
 # experiments/quickstart.yaml at its smallest setting: the same chain, tiny sizes.
 SMALLEST = ["data.image_size=32", "data.batch_size=4", "data.phantom_n=20", "data.augment.enabled=false",
             "model.options={width: 0.25}", "train.epochs=1", "train.verbose=0", "pipeline.teacher_epochs=1",
@@ -87,7 +88,7 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
 
 @pytest.mark.slow
 def test_a_study_tabulates_tta_and_generalisation_gaps(tmp_path):
-    from lightseg_tf.study import run_study
+    from lightseg_tf.pipelines.study import run_study
 
     cfg = load_config(None, ["name=st", f"run_root={tmp_path}", "data.image_size=32", "data.batch_size=4",
                              "data.phantom_n=16", "data.augment.enabled=false", "train.epochs=1", "train.verbose=0",

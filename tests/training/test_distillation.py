@@ -10,8 +10,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from lightseg_tf.config import AugmentConfig, DataConfig, load_config
-from lightseg_tf.distillation import Distiller, probs_to_logits
-from lightseg_tf.losses import SegmentationLoss
+from lightseg_tf.training.distillation import Distiller, probs_to_logits
+from lightseg_tf.objectives.losses import SegmentationLoss
 from lightseg_tf.models import build_model
 
 from conftest import phantom_arrays
@@ -75,26 +75,29 @@ def test_a_train_step_changes_the_student_and_never_the_teacher():
 
 
 def test_qat_wrapped_student_trains_in_the_distiller():
-    from lightseg_tf.quantization import quantize_for_qat
+    from lightseg_tf.models.qat import quantize_for_qat
 
     x, y = phantom_arrays(4, 32)
     probs = np.eye(4, dtype=np.float32)[y] * 0.9 + 0.025
     student = quantize_for_qat(build_model("lightseg_student", (32, 32, 1), 4, width=0.25))
     d = Distiller(student, SegmentationLoss("dlce"), 4)
     d.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = [w.numpy().copy() for w in student.trainable_weights]
     hist = d.fit(x, (y, probs), batch_size=2, epochs=1, verbose=0).history
     assert np.isfinite(hist["loss"][0])
+    changed = [not np.array_equal(a, w.numpy()) for a, w in zip(before, student.trainable_weights)]
+    assert len(changed) > 10 and all(changed), f"{changed.count(False)} of {len(changed)} weights did not train"
 
 
 def test_soft_targets_move_with_the_mask_under_augmentation(phantom_dir):
-    from lightseg_tf.data.pipeline import make_dataset
+    from lightseg_tf.data.tfdata import make_dataset
     from lightseg_tf.data.readers import read_dataset
 
     ds = read_dataset(phantom_dir)
     cfg = DataConfig(image_size=32, batch_size=4, augment=AugmentConfig(affine=1.0, hflip=0.5, elastic=0.5))
 
     def onehot(i):  # a "teacher" that is exactly the ground truth
-        from lightseg_tf.data.pipeline import load_letterboxed
+        from lightseg_tf.data.tfdata import load_letterboxed
 
         return np.eye(ds.num_classes, dtype=np.float32)[load_letterboxed(ds, i, 32)[1]]
 
@@ -171,7 +174,7 @@ def test_two_trial_search_of_each_engine(teacher_cache, engine):
 def test_a_killed_distillation_resumes_to_the_same_final_epoch_count(teacher_cache, tmp_path):
     import csv
 
-    from lightseg_tf.distillation import distill
+    from lightseg_tf.training.distillation import distill
 
     class _StopAt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

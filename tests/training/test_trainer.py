@@ -9,7 +9,8 @@ import tf_keras as keras
 
 from lightseg_tf.config import load_config
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.training import load_trained_model, train
+from lightseg_tf.models.saving import load_trained_model
+from lightseg_tf.training.trainer import train
 
 TINY = ["data.image_size=32", "data.batch_size=4", "data.phantom_n=12", "model.options={base_filters: 4, depth: 2}",
         "train.verbose=0", "data.augment.enabled=false"]
@@ -32,21 +33,47 @@ def _epochs_in(history_csv):
         return [int(r["epoch"]) for r in csv.DictReader(f)]
 
 
+class _Snapshots(keras.callbacks.Callback):
+    """Keeps each epoch's weights; zeroes the weights during the last epoch so it cannot be the best."""
+
+    def __init__(self, last):
+        super().__init__()
+        self.last, self.weights, self.val = last, [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._epoch == self.last:
+            self.model.set_weights([np.zeros_like(w) for w in self.model.get_weights()])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        self.val.append(logs["val_mean_fg_dice"])
+
+
 def test_run_directory_holds_config_history_curves_and_models(tmp_path):
-    cfg = load_config(None, [*TINY, "train.epochs=2", f"run_root={tmp_path}", "name=r1"])
-    result = train(cfg)
+    cfg = load_config(None, [*TINY, "train.epochs=3", f"run_root={tmp_path}", "name=r1"])
+    snaps = _Snapshots(last=2)
+    result = train(cfg, extra_callbacks=[snaps])
     run = result.run_dir
+    # best.keras holds the best validation epoch's weights (the first of equals), final.keras the last's.
+    best_epoch = int(np.argmax(snaps.val))
+    assert best_epoch < 2 and snaps.val[2] <= max(snaps.val[:2])
+    for name, epoch in (("best.keras", best_epoch), ("final.keras", 2)):
+        saved = load_trained_model(run / name).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(saved, snaps.weights[epoch])), name
     for name in ("config.yaml", "history.csv", "history.json", "curves.png", "best.keras",
                  "final.keras", "split.json", "log.txt"):
         assert (run / name).is_file(), name
     assert (run / "tensorboard").is_dir()
     hist = json.loads((run / "history.json").read_text())
-    assert hist["epoch"] == [0, 1] and len(hist["val_mean_fg_dice"]) == 2
+    assert hist["epoch"] == [0, 1, 2] and hist["val_mean_fg_dice"] == pytest.approx(snaps.val)
     model = load_trained_model(run)
     assert model.output_shape == (None, 32, 32, 4)
     # A finished run is reused, not retrained.
     again = train(cfg)
-    assert again.epochs_run == 2 and _epochs_in(run / "history.csv") == [0, 1]
+    assert again.epochs_run == 3 and _epochs_in(run / "history.csv") == [0, 1, 2]
 
 
 def test_killed_run_resumes_to_the_same_final_epoch_count(tmp_path):
@@ -78,7 +105,7 @@ def test_loading_a_wrong_file_is_a_clear_error(tmp_path):
 
 def test_bn_momentum_is_set_on_every_batchnorm_including_nested():
     from lightseg_tf.models import build_model
-    from lightseg_tf.training import set_bn_momentum
+    from lightseg_tf.training.trainer import set_bn_momentum
 
     inner = build_model("unet", (32, 32, 1), 3, base_filters=4, depth=2)
     outer = keras.Sequential([inner])
@@ -89,7 +116,7 @@ def test_bn_momentum_is_set_on_every_batchnorm_including_nested():
 
 
 def test_recalibrate_bn_sets_moving_stats_to_the_data():
-    from lightseg_tf.training import recalibrate_bn
+    from lightseg_tf.training.trainer import recalibrate_bn
 
     inp = keras.Input((4, 4, 1))
     bn = keras.layers.BatchNormalization(momentum=0.99)
