@@ -60,23 +60,33 @@ def _identity(stored: Path) -> dict | None:
         return None
 
 
-def resolve_dataset(cfg: DataConfig, run_dir: Path) -> SegDataset:
-    """The configured dataset, or a phantom made inside the run directory when no path is set."""
+def resolve_dataset(cfg: DataConfig, run_dir: Path, create: bool = True) -> SegDataset:
+    """The configured dataset, or the phantom inside the run directory when no path is set.
+
+    ``create`` makes the phantom when it is missing (a new run); reading a finished run passes
+    False, so opening a run never writes into it.
+    """
     if cfg.path:
         return read_dataset(cfg.path, cfg.format)
     target = run_dir / "phantom"
     if not (target / "dataset.json").exists():
+        if not create:
+            raise LightsegError(f"{target}: the run's phantom data is missing; rerun the training command "
+                                f"(it rewrites the same phantom) or set data.path")
         LOG.info("no data.path: writing %d phantom images to %s", cfg.phantom_n, target)
         write_phantom_dataset(target, cfg.phantom_n, size=max(cfg.image_size, 128), seed=cfg.phantom_seed)
     return read_dataset(target, "lightseg")
 
 
-def best_so_far(history_csv: Path) -> float | None:
-    """Highest monitored value in an existing history (so a resumed run keeps its best)."""
-    if not history_csv.exists():
-        return None
-    with history_csv.open() as f:
-        values = [float(r[MONITOR]) for r in csv.DictReader(f) if r.get(MONITOR) not in (None, "")]
+def best_so_far(history_csv: Path, before_epoch: int | None = None) -> float | None:
+    """Highest monitored value in an existing history (so a resumed run keeps its best).
+
+    Only epochs before ``before_epoch`` count when it is given: later rows belong to epochs a
+    killed run logged but did not back up, which the resumed run trains again.
+    """
+    hist = read_history(history_csv)
+    values = [v for e, v in zip(hist.get("epoch", []), hist.get(MONITOR, []))
+              if (before_epoch is None or e < before_epoch) and v == v]
     return max(values) if values else None
 
 
@@ -123,5 +133,5 @@ def open_run(run: str | Path) -> RunData:
     if not (run / "config.yaml").is_file():
         raise LightsegError(f"{run}: not a run directory (no config.yaml); pass the folder `lightseg train` made")
     cfg = load_config(run / "config.yaml")
-    dataset = resolve_dataset(cfg.data, run)
+    dataset = resolve_dataset(cfg.data, run, create=False)
     return RunData(run, cfg, dataset, load_split(run / "split.json", dataset))

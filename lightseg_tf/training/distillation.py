@@ -168,12 +168,12 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
     """
     from lightseg_tf.data.tfdata import Splits, make_dataset
     from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.inspect import require_valid
     from lightseg_tf.data.split import check_split, save_split
     from lightseg_tf.training.ensemble import soft_vote
     from lightseg_tf.objectives.losses import build_loss
     from lightseg_tf.training.teacher_cache import TeacherCache
-    from lightseg_tf.runs import read_history
-    from lightseg_tf.training.trainer import TrainResult, configure_runtime, fit_run, make_optimizer
+    from lightseg_tf.training.trainer import TrainResult, configure_runtime, finished_run, fit_run, make_optimizer
 
     dc = cfg.distill
     if not dc.cache:
@@ -185,10 +185,8 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
         cfg = with_overrides(cfg, {"data.image_size": cache.size})
     run = open_run_dir(cfg, run_dir)
     suffix = ".h5" if dc.qat else ".keras"
-    if (run / f"final{suffix}").exists() and not overwrite:
-        LOG.info("%s: run already finished; reusing it", run)
-        hist = read_history(run / "history.csv")
-        return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))
+    if not overwrite and (done := finished_run(run, suffix)) is not None:
+        return done
     strategy = configure_runtime(cfg.train)
     data = cache.manifest.get("data", {})
     dataset = read_dataset(cfg.data.path or data.get("path"), cfg.data.format or data.get("format"))
@@ -203,6 +201,7 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
              ", ".join(teachers), np.round(weights, 3).tolist(), dc.alpha, dc.temperature)
 
     parts = {k: dataset.subset(v) for k, v in split.items() if v}
+    require_valid(dataset.subset([i for side in ("train", "val") for i in split[side]]))
     probs = {side: [cache.probs(t, side) for t in teachers] for side in ("train", "val")}
 
     def targets(side):

@@ -20,13 +20,14 @@ import tf_keras as keras
 from lightseg_tf.config import Config, TrainConfig
 from lightseg_tf.core.io import atomic_path, write_json_atomic
 from lightseg_tf.core.log import LOG
+from lightseg_tf.data.inspect import require_valid
 from lightseg_tf.data.split import split_for
 from lightseg_tf.data.tfdata import build_datasets
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models import build_model
 from lightseg_tf.objectives.losses import build_loss
 from lightseg_tf.objectives.metrics import MeanForegroundDice
-from lightseg_tf.runs import (BEST_MODEL, FINAL_MODEL, MONITOR, best_so_far, open_run_dir, read_history, resolve_dataset,
+from lightseg_tf.runs import (BEST_MODEL, MONITOR, best_so_far, open_run_dir, read_history, resolve_dataset,
                               save_model_atomic)
 
 
@@ -128,6 +129,24 @@ class _FlushLog(keras.callbacks.Callback):
         LOG.debug("epoch %d: %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))
 
 
+def finished_run(run: Path, suffix: str = ".keras") -> TrainResult | None:
+    """The result of a run that already finished (``final<suffix>`` exists), else None.
+
+    Raises:
+        LightsegError: the run's history holds a non-finite loss (a run saved before the
+            divergence guard existed): it must not be reused.
+    """
+    if not (run / f"final{suffix}").exists():
+        return None
+    hist = read_history(run / "history.csv")
+    bad = [k for k in ("loss", "val_loss") if not all(math.isfinite(v) for v in hist.get(k, []))]
+    if bad:
+        raise LightsegError(f"{run}: its history holds a non-finite {bad[0]} (the run diverged); delete it or "
+                            "rerun with --overwrite and a lower train.learning_rate")
+    LOG.info("%s: run already finished; reusing it", run)
+    return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))
+
+
 def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), overwrite: bool = False) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` with ``cfg.loss`` and ``cfg.train``.
 
@@ -138,16 +157,13 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
         The run directory, the best checkpoint's path, the history and the epochs run.
     """
     run = open_run_dir(cfg, run_dir)
-    best_path, final_path = run / BEST_MODEL, run / FINAL_MODEL
-    history_csv = run / "history.csv"
-    if final_path.exists() and not overwrite:
-        LOG.info("%s: run already finished; reusing it", run)
-        hist = read_history(history_csv)
-        return TrainResult(run, best_path, hist, len(hist.get("epoch", [])))
+    if not overwrite and (done := finished_run(run)) is not None:
+        return done
     strategy = configure_runtime(cfg.train)
     dataset = resolve_dataset(cfg.data, run)
     split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
                       cfg.data.split_seed, write_to=run / "split.json")
+    require_valid(dataset.subset([i for side in split.values() for i in side]))  # before tf.data hides errors
     splits = build_datasets(dataset, split, cfg.data, seed=cfg.train.seed)
     n_train = len(splits.datasets["train"])
     steps = math.ceil(n_train / cfg.data.batch_size)
@@ -167,7 +183,54 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
         )
     LOG.info("model %s: %s parameters", cfg.model.name, f"{model.count_params():,}")
     hist = fit_run(run, model, model, splits, cfg.train, extra_callbacks)
-    return TrainResult(run, best_path, hist, len(hist.get("epoch", [])))
+    return TrainResult(run, run / BEST_MODEL, hist, len(hist.get("epoch", [])))
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop training with a one-line LightsegError when it diverges.
+
+    Diverged means a non-finite batch loss, a non-finite epoch loss / val loss, or an epoch
+    loss more than ``explode`` times the first epoch's (a learning rate far too high grows the
+    loss by orders of magnitude before it turns NaN). It stops at the batch, before the
+    epoch-end callbacks, so neither the backup nor the best checkpoint ever holds that state.
+    """
+
+    def __init__(self, run: Path, cfg: TrainConfig, explode: float = 1e3):
+        super().__init__()
+        self.run, self.cfg, self.explode, self.first = run, cfg, explode, None
+
+    def _stop(self, epoch: int, what: str):
+        raise LightsegError(
+            f"{self.run}: training diverged in epoch {epoch + 1} ({what}); lower train.learning_rate "
+            f"(now {self.cfg.learning_rate:g}) or use train.optimizer=adamw, then rerun under a new name "
+            f"(or delete {self.run}); best.keras, if any, holds the last finite epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._stop(self.epoch, f"loss {float(loss)} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for key in ("loss", "val_loss"):
+            value = logs.get(key)
+            if value is None:
+                continue
+            if not math.isfinite(float(value)):
+                self._stop(epoch, f"{key} {float(value)}")
+            if key == "loss" and self.first is None:
+                self.first = float(value)
+            if self.first and float(value) > self.explode * max(self.first, 1e-3):
+                self._stop(epoch, f"{key} {float(value):.3g}, over {self.explode:g}x the first epoch's "
+                                  f"{self.first:.3g}")
+
+
+def all_finite(model: keras.Model) -> bool:
+    """Whether every weight of ``model`` is finite."""
+    return all(np.isfinite(w).all() for w in model.get_weights())
 
 
 class SaveBest(keras.callbacks.Callback):
@@ -177,19 +240,28 @@ class SaveBest(keras.callbacks.Callback):
     Distiller) and never leaves a half-written file.
     """
 
-    def __init__(self, path: Path, monitor: str = MONITOR, initial: float | None = None, target=None):
+    def __init__(self, path: Path, monitor: str = MONITOR, history_csv: Path | None = None, target=None):
         super().__init__()
-        self.path, self.monitor = Path(path), monitor
-        self.best = -math.inf if initial is None else initial
+        self.path, self.monitor, self.history_csv = Path(path), monitor, history_csv
+        self.best = None
         self.target = target or (lambda m: m)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.best is None:  # the first epoch of this process: a resumed run competes with its past
+            past = best_so_far(self.history_csv, before_epoch=epoch) if self.history_csv else None
+            self.best = -math.inf if past is None else past
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
+            target = self.target(self.model)
+            if not all_finite(target):  # a NaN model scores Dice 0, not NaN: never keep it
+                raise LightsegError(f"{self.path.parent}: non-finite weights after epoch {epoch + 1}; training "
+                                    "diverged (lower train.learning_rate)")
             LOG.debug("epoch %d: %s improved %.4f -> %.4f; saving %s", epoch + 1, self.monitor, self.best, value,
                       self.path)
             self.best = float(value)
-            save_model_atomic(self.target(self.model), self.path)
+            save_model_atomic(target, self.path)
 
 
 def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits, cfg: TrainConfig,
@@ -204,11 +276,13 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
         The history ``{column: [per-epoch values]}``.
     """
     best_path, final_path, history_csv = run / f"best{suffix}", run / f"final{suffix}", run / "history.csv"
+    # Epoch-end order survives a kill at any moment: the history row first, then the best model,
+    # the backup last. A kill before the backup makes the resumed run train that epoch again
+    # (its row is replaced, its score competes again); the backup never runs ahead of the rest.
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run / "backup"), save_freq="epoch", delete_checkpoint=True),
-        keras.callbacks.TerminateOnNaN(),
-        SaveBest(best_path, MONITOR, best_so_far(history_csv), target=lambda _: saved_model),
+        DivergenceGuard(run, cfg),  # first: it stops before any file sees a diverged state
         keras.callbacks.CSVLogger(str(history_csv), append=True),
+        SaveBest(best_path, MONITOR, history_csv, target=lambda _: saved_model),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False, profile_batch=0),
         _FlushLog(),
     ]
@@ -218,6 +292,7 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
                                                        patience=cfg.early_stopping_patience))
     callbacks.extend(extra_callbacks)
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run / "backup"), save_freq="epoch", delete_checkpoint=True))
 
     fit_model.fit(splits.train, validation_data=splits.val, epochs=cfg.epochs, callbacks=callbacks,
                   verbose=cfg.verbose)
@@ -228,6 +303,8 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
         raise LightsegError(f"{run}: training produced no checkpoint (diverged?); see {run / 'log.txt'}")
     write_json_atomic(run / "history.json", hist)
     plot_curves(hist, run / "curves.png")
+    if not all_finite(saved_model):
+        raise LightsegError(f"{run}: non-finite weights at the end of training; not saved as {final_path.name}")
     save_model_atomic(saved_model, final_path)
     LOG.info("best %s = %.4f; run directory %s", MONITOR, max(hist.get(MONITOR, [float("nan")])), run)
     return hist

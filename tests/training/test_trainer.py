@@ -126,3 +126,61 @@ def test_recalibrate_bn_sets_moving_stats_to_the_data():
     # the cumulative average of 4 equal batch means is the data mean
     assert float(bn.moving_mean.numpy()[0]) == pytest.approx(float(x.mean()), abs=1e-4)
     assert bn.momentum == 0.99
+
+
+@pytest.mark.parametrize("lr", ["1e20", "1e3"])
+def test_a_diverging_run_stops_with_one_line_and_saves_nothing_non_finite(tmp_path, lr):
+    cfg = load_config(None, [*TINY, "train.epochs=3", "train.optimizer=sgd", "train.schedule=constant",
+                             f"train.learning_rate={lr}", f"run_root={tmp_path}", "name=boom"])
+    with pytest.raises(LightsegError, match="training diverged in epoch .*lower train.learning_rate"):
+        train(cfg)
+    run = tmp_path / "boom"
+    assert not (run / "final.keras").exists()
+    if (run / "best.keras").exists():  # an earlier, finite epoch may be kept: it must be finite
+        assert all(np.isfinite(w).all() for w in load_trained_model(run / "best.keras").get_weights())
+
+
+def test_a_finished_run_with_a_non_finite_history_is_not_reused(tmp_path):
+    cfg = load_config(None, [*TINY, "train.epochs=1", f"run_root={tmp_path}", "name=old"])
+    run = train(cfg).run_dir
+    rows = (run / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    values = rows[1].split(",")
+    values[header.index("val_loss")] = "nan"  # as a run saved before the divergence guard
+    (run / "history.csv").write_text("\n".join([rows[0], ",".join(values)]) + "\n")
+    with pytest.raises(LightsegError, match="non-finite val_loss"):
+        train(cfg)
+
+
+def test_a_kill_while_saving_the_best_model_loses_no_epoch(tmp_path, monkeypatch):
+    """Killed inside the first best-model save: the resumed run has every epoch and the right best.
+
+    (Before the fix the backup was written first: the killed epoch's history row was lost and it
+    never competed for best.)"""
+    import lightseg_tf.training.trainer as trainer
+
+    cfg = load_config(None, [*TINY, "train.epochs=4", f"run_root={tmp_path}", "name=k"])
+    real_save, saves = trainer.save_model_atomic, []
+
+    def killed_on_the_first_best(model, path):
+        saves.append(path.name)
+        if saves.count("best.keras") == 1:
+            raise KeyboardInterrupt("killed while saving best.keras")
+        real_save(model, path)
+
+    first = _Snapshots(last=-1)
+    monkeypatch.setattr(trainer, "save_model_atomic", killed_on_the_first_best)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, extra_callbacks=[first])
+    killed_epoch = len(first.weights)  # its row was logged, its backup never written
+    monkeypatch.setattr(trainer, "save_model_atomic", real_save)
+    second = _Snapshots(last=-1)
+    train(cfg, extra_callbacks=[second])
+    run = tmp_path / "k"
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["epoch"] == [0, 1, 2, 3]
+    assert len(second.weights) == 4 - killed_epoch  # the killed epoch is trained again
+    weights = {**dict(enumerate(first.weights[:killed_epoch])), **dict(zip(range(killed_epoch, 4), second.weights))}
+    best_epoch = int(np.argmax(hist["val_mean_fg_dice"]))
+    saved = load_trained_model(run / "best.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, weights[best_epoch]))
