@@ -7,11 +7,12 @@ Unknown keys and values of the wrong type are errors naming the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import yaml
 
@@ -305,9 +306,53 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{path}: expected a mapping at top level")
         try:
             _merge(cfg, data)
+            check_ranges(cfg)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     return with_overrides(cfg, dict(_parse_override(item) for item in overrides), copy=False)
+
+
+# (dotted key, test, what it must be). Checked whenever a config is loaded or overridden, so a
+# bad value stops before a run directory (and its config.yaml) is written.
+RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("data.image_size", lambda v: v >= 16 and v % 16 == 0, "a multiple of 16 (>= 16): the models downsample by 16"),
+    ("data.batch_size", lambda v: v >= 1, ">= 1"),
+    ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.test_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.shuffle_buffer", lambda v: v >= 1, ">= 1"),
+    ("data.oversample_rare", lambda v: v >= 1, ">= 1"),
+    ("data.rare_class_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("data.phantom_n", lambda v: v >= 3, ">= 3 (train, val and test each need an image)"),
+    *[(f"data.augment.{k}", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+      for k in ("affine", "hflip", "vflip", "brightness_contrast", "blur", "grid_distortion", "elastic", "speckle")],
+    ("train.epochs", lambda v: v >= 1, ">= 1"),
+    ("train.learning_rate", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("train.weight_decay", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    ("train.early_stopping_patience", lambda v: v >= 0, ">= 0 (0 disables it)"),
+    ("train.bn_momentum", lambda v: v is None or 0 <= v < 1, "in [0, 1) or null"),
+    ("distill.alpha", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("distill.temperature", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("search.trials", lambda v: v >= 1, ">= 1"),
+    ("search.epochs", lambda v: v >= 1, ">= 1"),
+    ("pipeline.teacher_epochs", lambda v: v >= 0, ">= 0 (0 = train.epochs)"),
+    ("pipeline.ensemble_trials", lambda v: v >= 1, ">= 1"),
+    ("pipeline.qat_epochs", lambda v: v >= 1, ">= 1"),
+    ("pipeline.qat_learning_rate", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+]
+
+
+def check_ranges(cfg: Config) -> Config:
+    """Raise ConfigError naming the first key whose value is out of range; returns ``cfg``."""
+    for dotted, ok, what in RANGES:
+        value = cfg
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        if not ok(value):
+            raise ConfigError(f"config key {dotted!r}: {value!r} must be {what}")
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
+        raise ConfigError(f"config keys 'data.val_fraction' + 'data.test_fraction' = "
+                          f"{cfg.data.val_fraction + cfg.data.test_fraction:g} must be < 1 (train needs images)")
+    return cfg
 
 
 def with_overrides(cfg: Config, values: dict[str, Any], copy: bool = True) -> Config:
@@ -339,7 +384,7 @@ def with_overrides(cfg: Config, values: dict[str, Any], copy: bool = True) -> Co
         for part in reversed(parts):
             nested = {part: nested}
         _merge(obj, nested, ".".join(prefix))
-    return cfg
+    return check_ranges(cfg)
 
 
 def config_to_dict(cfg) -> dict:

@@ -61,3 +61,21 @@ def test_a_dotted_key_inside_a_mapping_sets_one_entry_and_keeps_the_others():
     assert cfg.model.options == {"base_filters": 16, "depth": 3}  # the original is untouched
     with pytest.raises(ConfigError, match="distill.alpah"):
         with_overrides(cfg, {"distill.alpah": 0.7})
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.batch_size=-2", "data.batch_size"), ("data.image_size=0", "data.image_size"),
+    ("data.image_size=33", "data.image_size"), ("train.epochs=0", "train.epochs"),
+    ("train.learning_rate=.nan", "train.learning_rate"), ("distill.alpha=1.5", "distill.alpha"),
+    ("data.augment.hflip=2", "data.augment.hflip"), ("data.test_fraction=0.9", "data.val_fraction"),
+])
+def test_out_of_range_values_stop_at_load_and_write_nothing(tmp_path, monkeypatch, capsys, override, key):
+    from lightseg_tf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+    assert main(["train", override, f"run_root={tmp_path / 'runs'}", "name=x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0]
+    assert not (tmp_path / "runs").exists()  # no config.yaml left to block the corrected rerun
