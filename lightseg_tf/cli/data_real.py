@@ -24,6 +24,9 @@ def register(data_sub) -> None:
     p.add_argument("--format", default=None, help="reader name (default: detect)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.add_argument("--sheet", default=None, help="write a contact sheet PNG of overlays here")
+    p.add_argument("--check", action="store_true",
+                   help="decode every image and mask: list unreadable files, size mismatches, unknown class "
+                        "ids, bad pixel sizes (exit 2 when any)")
     p.set_defaults(func=run_inspect)
 
     p = data_sub.add_parser("fetch", help="download a public release (resumable, checked, unpacked)")
@@ -62,6 +65,14 @@ def run_inspect(args) -> int:
     from lightseg_tf.data.readers import read_dataset
 
     dataset = read_dataset(args.path, args.format)
+    if args.check:
+        from lightseg_tf.data.inspect import check_dataset
+
+        problems = check_dataset(dataset, progress=not args.json)
+        for line in problems:
+            print(line)
+        print(f"{len(dataset)} images checked: {len(problems) or 'no'} problem{'s' if len(problems) != 1 else ''}")
+        return 2 if problems else 0
     stats = dataset_stats(dataset, progress=not args.json)
     if args.sheet:
         stats["contact_sheet"] = str(write_contact_sheet(dataset, args.sheet))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from lightseg_tf.data.dataset import SegDataset
+from lightseg_tf.errors import LightsegError
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
 from lightseg_tf.core.io import write_png_atomic
 from lightseg_tf.core.palette import contact_sheet, overlay
@@ -21,6 +23,41 @@ def _size(record) -> tuple[int, int] | None:
             return im.size
     except OSError:
         return None
+
+
+def check_dataset(dataset: SegDataset, progress: bool = False) -> list[str]:
+    """Decode every image and mask once; one line per problem found (empty when all are usable).
+
+    Catches what training would otherwise meet inside ``tf.data`` (where an error becomes a
+    TensorFlow traceback): unreadable or truncated files, missing masks, a mask of another size,
+    class ids outside the dataset's classes, pixel sizes that are not finite and positive.
+    """
+    problems = []
+    records = dataset.records
+    if progress:
+        from tqdm import tqdm
+
+        records = tqdm(records, desc="check", unit="img")
+    for rec in records:
+        px = rec.pixel_size_mm
+        if px is not None and not (math.isfinite(px) and px > 0):
+            problems.append(f"{rec.image}: pixel size {px} mm is not a finite positive number")
+        if rec.mask is None:
+            problems.append(f"{rec.image}: no mask; training and evaluation need one per image")
+            continue
+        try:
+            dataset.load_pair(rec)
+        except LightsegError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def require_valid(dataset: SegDataset) -> None:
+    """Raise one LightsegError naming the first bad file (and how many there are)."""
+    problems = check_dataset(dataset)
+    if problems:
+        more = f" (and {len(problems) - 1} more: lightseg data inspect --check {dataset.root})" if len(problems) > 1 else ""
+        raise LightsegError(problems[0] + more)
 
 
 def dataset_stats(dataset: SegDataset, progress: bool = False) -> dict:
