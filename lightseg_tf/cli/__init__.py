@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from lightseg_tf import __version__
+from lightseg_tf.core.log import quiet_native_stderr
 from lightseg_tf.errors import LightsegError
 
 # Command-group modules, in the order --help lists them.
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightseg`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    with quiet_native_stderr(enabled=not args.debug):
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return int(args.func(args) or 0)
     except LightsegError as exc:
