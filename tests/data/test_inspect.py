@@ -34,7 +34,7 @@ def test_real_hc18_and_psfhs_counts(shared_datasets, capsys):
     hc = json.loads(capsys.readouterr().out)
     # Follow the copy in ../shared (it grew from 741 to 871 images on 2026-12-01): one image per
     # CSV row, one subject per leading number, and the reader must see all of them.
-    rows = (shared_datasets / "hc18" / "training_set_pixel_size_and_HC.csv").read_text().split()[1:]
+    rows = (shared_datasets / "hc18" / "training_set_pixel_size_and_HC.csv").read_text().splitlines()[1:]
     assert hc["images"] == len(rows) >= 871
     assert hc["subjects"] == len({r.split("_")[0] for r in rows}) >= 703
     assert main(["data", "inspect", str(shared_datasets / "psfhs"), "--format", "psfhs", "--json"]) == 0

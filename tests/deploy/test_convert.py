@@ -62,7 +62,7 @@ def test_card_round_trip_and_edgetpu_report(int8_export):
     assert card["edgetpu"]["compatible"] and card["edgetpu"]["unsupported_ops"] == []
     assert "ARG_MAX" in card["edgetpu"]["cpu_tail_ops"]
     seg = load_tflite(path)
-    assert seg.classes == CLASSES and seg.size == SIZE
+    assert list(seg.classes) == CLASSES and seg.size == SIZE
 
 
 def test_edgetpu_report_flags_float_and_unsupported_ops():
