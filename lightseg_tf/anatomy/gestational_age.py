@@ -179,35 +179,32 @@ def _bpd_sd(ga: float) -> float:
 SIZE_STANDARDS = {"hc": (_hc_mean, _hc_sd), "bpd": (_bpd_mean, _bpd_sd)}
 
 
-def _standard(measure: str, ga_weeks: float) -> tuple[float, float] | str:
-    """(mean, SD) in mm of ``measure`` at ``ga_weeks``, or the reason there is none."""
+def _standard(measure: str, ga_weeks: float, fn: Callable[[float, float], float]) -> Result:
+    """``fn(mean, SD)`` of ``measure`` (mm) at ``ga_weeks``, or None with the reason there is none."""
     if measure not in SIZE_STANDARDS:
         raise LightsegError(f"measure {measure!r}: INTERGROWTH-21st size standards here are {sorted(SIZE_STANDARDS)}")
     lo, hi = INTERGROWTH_SIZE_WEEKS
     if ga_weeks is None or not math.isfinite(ga_weeks) or not lo <= ga_weeks <= hi:
-        return (f"GA {ga_weeks!r} weeks is outside {format_ga(lo)} to {format_ga(hi)} weeks, the range of the "
-                "INTERGROWTH-21st fetal growth standards")
+        return Result(None, f"GA {ga_weeks!r} weeks is outside {format_ga(lo)} to {format_ga(hi)} weeks, the range "
+                            "of the INTERGROWTH-21st fetal growth standards")
     mean, sd = SIZE_STANDARDS[measure]
-    return mean(ga_weeks), sd(ga_weeks)
+    return Result(fn(mean(ga_weeks), sd(ga_weeks)))
 
 
 def expected_mean(measure: str, ga_weeks: float) -> Result:
     """Mean ``"hc"`` or ``"bpd"`` (mm) at ``ga_weeks`` (INTERGROWTH-21st, Papageorghiou et al., Lancet 2014)."""
-    s = _standard(measure, ga_weeks)
-    return Result(None, s) if isinstance(s, str) else Result(s[0])
+    return _standard(measure, ga_weeks, lambda mean, sd: mean)
 
 
 def expected_sd(measure: str, ga_weeks: float) -> Result:
     """SD of ``"hc"`` or ``"bpd"`` (mm) at ``ga_weeks`` (INTERGROWTH-21st, Papageorghiou et al., Lancet 2014)."""
-    s = _standard(measure, ga_weeks)
-    return Result(None, s) if isinstance(s, str) else Result(s[1])
+    return _standard(measure, ga_weeks, lambda mean, sd: sd)
 
 
 def z_score(measure: str, value_mm: float, ga_weeks: float) -> Result:
     """(value - mean) / SD at ``ga_weeks`` (INTERGROWTH-21st, Papageorghiou et al., Lancet 2014)."""
     bad = _checked_length(measure.upper(), value_mm)
-    s = bad or _standard(measure, ga_weeks)
-    return Result(None, s) if isinstance(s, str) else Result((value_mm - s[0]) / s[1])
+    return Result(None, bad) if bad else _standard(measure, ga_weeks, lambda mean, sd: (value_mm - mean) / sd)
 
 
 def normal_cdf(z: float) -> float:
@@ -226,8 +223,8 @@ def value_at_centile(measure: str, centile_pct: float, ga_weeks: float) -> Resul
     Papageorghiou et al., Lancet 2014): mean + z SD."""
     if centile_pct is None or not 0.0 < centile_pct < 100.0:
         return Result(None, f"centile {centile_pct!r} is not between 0 and 100")
-    s = _standard(measure, ga_weeks)
-    return Result(None, s) if isinstance(s, str) else Result(s[0] + NormalDist().inv_cdf(centile_pct / 100.0) * s[1])
+    z = NormalDist().inv_cdf(centile_pct / 100.0)
+    return _standard(measure, ga_weeks, lambda mean, sd: mean + z * sd)
 
 
 def centile_flag(measure: str, value_mm: float, ga_weeks: float) -> str | None:
