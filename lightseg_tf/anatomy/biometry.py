@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from lightseg_tf.anatomy.gestational_age import head_dating
 from lightseg_tf.anatomy.precision import round_half_up, round_mm
 
 
@@ -123,7 +124,7 @@ def ellipse_lengths(ell: Ellipse, scale: float) -> dict:
     return {"hc": ell.perimeter * scale, "bpd": 2 * ell.b * scale, "ofd": 2 * ell.a * scale}
 
 
-def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict:
+def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None, ga_weeks: float | None = None) -> dict:
     """Biometry of one class map at ORIGINAL resolution, as reported.
 
     The head ellipse is fitted to the union of the head-like classes (Brain/head/fetal head
@@ -133,12 +134,17 @@ def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict
     ``pixel_size_mm`` is known, else in pixels (``units`` says which), reported to 0.1
     (:func:`~lightseg_tf.anatomy.precision.round_mm`); ``ellipse_px`` keeps the unrounded fit.
     Every flag decides on the reported value (a CSP of 1.971 mm reads 2.0 mm: inside 2-9 mm).
+
+    In mm, the head also gets its GA from HC (``ga_weeks_hadlock``, ``ga_weeks_intergrowth``) and,
+    with ``ga_weeks`` (the GA known from dating), HC and BPD z-scores and INTERGROWTH-21st centiles,
+    flagged outside the 3rd-97th (:func:`~lightseg_tf.anatomy.gestational_age.head_dating`).
+    ``notes`` says why a value is missing.
     """
     names = [c.lower() for c in classes]
     scale = pixel_size_mm or 1.0
     units = "mm" if pixel_size_mm else "px"
     head_ids = [k for k, n in enumerate(names) if k > 0 and n in HEAD_CLASS_NAMES]
-    out: dict = {"units": units, "pixel_size_mm": pixel_size_mm, "flags": []}
+    out: dict = {"units": units, "pixel_size_mm": pixel_size_mm, "flags": [], "notes": []}
     ell = fit_head_ellipse(np.isin(mask, head_ids)) if head_ids else None
     if ell is None:
         out["flags"].append("no head found")
@@ -164,4 +170,11 @@ def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict
             out["lv_flag"] = lv_flag(out["lv_width"])
             if out["lv_flag"] != "normal":
                 out["flags"].append(f"{out['lv_flag']} ventriculomegaly (LV atrium {out['lv_width']:.1f} mm)")
+    if pixel_size_mm:
+        fields, flags, notes = head_dating(out["hc"], out["bpd"], ga_weeks)
+        out.update(fields)
+        out["flags"] += flags
+        out["notes"] += notes
+    elif ga_weeks is not None:
+        out["notes"].append("no GA or centiles: the pixel size is unknown, so lengths are in pixels")
     return out

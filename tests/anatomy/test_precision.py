@@ -43,7 +43,8 @@ def test_lv_flag_decides_on_the_printed_width():
 
 
 def test_pixel_units_are_rounded_to_a_tenth_of_a_pixel_and_get_no_mm_flags():
-    m = measure_mask(_head(3, 6), CLASSES, None)
+    m = measure_mask(_head(3, 6), CLASSES, None, ga_weeks=20)
     assert m["units"] == "px" and m["csp_width"] == 3.0 and m["lv_width"] == 6.0 and "lv_flag" not in m
     assert m["hc"] == round_mm(m["hc"]) and not any("CSP width" in f for f in m["flags"])
+    assert "ga_weeks_hadlock" not in m and "pixel size is unknown" in m["notes"][0]
     assert m["ellipse_px"]["a"] != round_mm(m["ellipse_px"]["a"])  # the fit itself stays unrounded
