@@ -110,10 +110,11 @@ class DatingFormula:
 # Hadlock FP, Deter RL, Harrist RB, Park SK. Estimating fetal age: computer-assisted analysis of multiple
 # fetal growth parameters. Radiology 1984;152:497-501. Cross-sectional, 361 fetuses of 14-42 menstrual
 # weeks (the abstract); GA (weeks) = 8.96 + 0.540 HC + 0.0003 HC^3 and GA = 9.54 + 1.482 BPD + 0.1676 BPD^2
-# (HC, BPD in cm). Coefficient source: the paper's single-parameter equations as used by ultrasound
-# vendors' obstetric packages; the tests check rows of one vendor table of the HC formula (Hologic
-# SuperSonic MACH "Obstetrical References" PM.LAB.175-A, "GA by HC - Hadlock1984"). Valid range: the
-# study's 14-42 weeks (vendor tables go down to HC 68 mm, 12.7 weeks; that is extrapolation).
+# (HC, BPD in cm). Coefficient source: the paper's single-parameter equations, quoted identically by
+# several public implementations (the paper's full text was not opened); the tests check rows of a vendor
+# table of the HC formula (Hologic SuperSonic MACH "Obstetrical References" PM.LAB.175-A, "GA by HC -
+# Hadlock1984", as quoted by a public project's tests). Valid range: the study's 14-42 weeks (that vendor
+# table goes down to HC 68 mm, 12.7 weeks: extrapolation, refused here).
 HADLOCK_GA_WEEKS = (14.0, 42.0)
 HADLOCK_HC = DatingFormula("Hadlock 1984", "HC",
                            lambda mm: 8.96 + 0.540 * (mm / 10) + 0.0003 * (mm / 10) ** 3, HADLOCK_GA_WEEKS)
@@ -152,9 +153,10 @@ def ga_from_hc_intergrowth(hc_mm: float) -> Result:
 # Lambert A, et al. International standards for fetal growth based on serial ultrasound measurements: the
 # Fetal Growth Longitudinal Study of the INTERGROWTH-21st Project. Lancet 2014;384:869-879.
 # Mean and SD (mm) as fractional polynomials of GA in exact weeks, valid 14+0 to 40+0 weeks; normal at each
-# GA. Coefficient source: the paper's equations as implemented in the R packages intergrowth (nutriverse,
-# calculate_hc_gestage / calculate_bpd_gestage) and gigs (LSHTM, ig_fet "hcfga"/"bpdfga", 98-280 days);
-# the tests check them against the INTERGROWTH-21st centile tables (intergrowth21.tghn.org).
+# GA. (Not the UOG 2014 paper of the same group: that one is first-trimester CRL.) Coefficient source: the
+# paper's equations as implemented in the R package intergrowth (nutriverse: calculate_hc_gestage,
+# calculate_bpd_gestage); the range is the one the R package gigs (LSHTM) documents for "hcfga" and
+# "bpdfga" (98-280 days). The tests check them against the INTERGROWTH-21st centile tables.
 INTERGROWTH_SIZE_WEEKS = (14.0, 40.0)
 
 

@@ -12,7 +12,8 @@ from lightseg_tf.errors import LightsegError
 CENTILES = (3, 5, 10, 50, 90, 95, 97)
 # Rows (GA in exact weeks: 3rd, 5th, 10th, 50th, 90th, 95th, 97th centile in mm) of the INTERGROWTH-21st
 # fetal growth standard centile tables (intergrowth21.tghn.org, GROW_Fetal-ct_hc_Table.pdf and
-# GROW_Fetal-ct_bpd_Table.pdf, the tables of Papageorghiou et al., Lancet 2014;384:869-879).
+# GROW_Fetal-ct_bpd_Table.pdf, the tables of Papageorghiou et al., Lancet 2014;384:869-879), as quoted
+# row by row in a public source review (the PDFs themselves were not opened).
 IG_TABLE = {
     "hc": {16: (111.1, 112.6, 114.9, 122.9, 130.9, 133.2, 134.7),
            20: (158.5, 160.2, 163.0, 172.5, 182.0, 184.7, 186.5),
@@ -46,7 +47,8 @@ def test_intergrowth_centiles_match_the_published_tables(measure):
 
 def test_hadlock_ga_matches_a_published_table():
     # Rows of "GA by HC - Hadlock1984" (HC cm -> GA weeks, 4 decimals) in the Hologic SuperSonic MACH
-    # Obstetrical References (PM.LAB.175-A, 2020), which tabulates Hadlock et al., Radiology 1984;152:497-501.
+    # Obstetrical References (PM.LAB.175-A, 2020), which tabulates Hadlock et al., Radiology 1984;152:497-501
+    # (as quoted by a public project's tests; the manual itself was not opened).
     for hc_cm, weeks in ((15.1, 18.1469), (22.4, 24.4278), (30.1, 33.3953)):
         assert ga.ga_from_hc_hadlock(hc_cm * 10).value == pytest.approx(weeks, abs=1e-4)
     # The same table starts at HC 6.8 cm (12.7 weeks): below the 14 weeks Hadlock's fetuses had, so refused here.
