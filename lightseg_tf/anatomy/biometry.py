@@ -13,6 +13,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from lightseg_tf.anatomy.gestational_age import head_dating
+from lightseg_tf.anatomy.precision import round_half_up, round_mm
+
 
 def ellipse_perimeter(a: float, b: float) -> float:
     """Ramanujan's second approximation of an ellipse's perimeter (semi-axes ``a``, ``b``).
@@ -74,7 +77,8 @@ def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
 
 
 def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float) -> float | None:
-    """Head circumference (mm) of the ellipse fitted to ``mask``; None when none fits."""
+    """Head circumference (mm, unrounded: for accuracy studies) of the ellipse fitted to ``mask``;
+    None when none fits. Reports use :func:`measure_mask`, which rounds to 0.1 mm."""
     e = fit_head_ellipse(mask)
     return None if e is None else e.perimeter * pixel_size_mm
 
@@ -115,33 +119,45 @@ def lv_flag(width_mm: float | None) -> str | None:
     return "mild" if width_mm < moderate else ("moderate" if width_mm < severe else "severe")
 
 
-def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict:
-    """Biometry of one class map at ORIGINAL resolution.
+def ellipse_lengths(ell: Ellipse, scale: float) -> dict:
+    """Unrounded HC (Ramanujan), BPD and OFD (minor and major axes) of ``ell`` times ``scale``."""
+    return {"hc": ell.perimeter * scale, "bpd": 2 * ell.b * scale, "ofd": 2 * ell.a * scale}
+
+
+def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None, ga_weeks: float | None = None) -> dict:
+    """Biometry of one class map at ORIGINAL resolution, as reported.
 
     The head ellipse is fitted to the union of the head-like classes (Brain/head/fetal head
     plus the structures inside it). HC (Ramanujan), BPD and OFD (the ellipse's minor and major
     axes), cephalic index, centre and angle; CSP width and LV atrial width measured across
-    the midline (the head's major axis) where those classes exist; flags against the ranges
-    above. Lengths in mm when ``pixel_size_mm`` is known, else in pixels (``units`` says which).
+    the midline (the head's major axis) where those classes exist. Lengths in mm when
+    ``pixel_size_mm`` is known, else in pixels (``units`` says which), reported to 0.1
+    (:func:`~lightseg_tf.anatomy.precision.round_mm`); ``ellipse_px`` keeps the unrounded fit.
+    Every flag decides on the reported value (a CSP of 1.971 mm reads 2.0 mm: inside 2-9 mm).
+
+    In mm, the head also gets its GA from HC (``ga_weeks_hadlock``, ``ga_weeks_intergrowth``) and,
+    with ``ga_weeks`` (the GA known from dating), HC and BPD z-scores and INTERGROWTH-21st centiles,
+    flagged outside the 3rd-97th (:func:`~lightseg_tf.anatomy.gestational_age.head_dating`).
+    ``notes`` says why a value is missing.
     """
     names = [c.lower() for c in classes]
     scale = pixel_size_mm or 1.0
     units = "mm" if pixel_size_mm else "px"
     head_ids = [k for k, n in enumerate(names) if k > 0 and n in HEAD_CLASS_NAMES]
-    out: dict = {"units": units, "pixel_size_mm": pixel_size_mm, "flags": []}
+    out: dict = {"units": units, "pixel_size_mm": pixel_size_mm, "flags": [], "notes": []}
     ell = fit_head_ellipse(np.isin(mask, head_ids)) if head_ids else None
     if ell is None:
         out["flags"].append("no head found")
         return out
+    out.update({k: round_mm(v) for k, v in ellipse_lengths(ell, scale).items()})
     out.update({
-        "hc": ell.perimeter * scale, "bpd": 2 * ell.b * scale, "ofd": 2 * ell.a * scale,
-        "cephalic_index": 100.0 * ell.b / ell.a, "centre_x": ell.cx * scale, "centre_y": ell.cy * scale,
-        "angle_deg": ell.angle_deg, "ellipse_px": {"cx": ell.cx, "cy": ell.cy, "a": ell.a, "b": ell.b,
-                                                     "angle_deg": ell.angle_deg},
+        "cephalic_index": round_half_up(100.0 * ell.b / ell.a, 1), "centre_x": round_mm(ell.cx * scale),
+        "centre_y": round_mm(ell.cy * scale), "angle_deg": round_half_up(ell.angle_deg, 1),
+        "ellipse_px": {"cx": ell.cx, "cy": ell.cy, "a": ell.a, "b": ell.b, "angle_deg": ell.angle_deg},
     })
     if "csp" in names:
         csp = largest_component(mask == names.index("csp"))
-        out["csp_width"] = width_across(csp, ell.angle_deg) * scale if csp.any() else None
+        out["csp_width"] = round_mm(width_across(csp, ell.angle_deg) * scale) if csp.any() else None
         if out["csp_width"] is None:
             out["flags"].append("CSP not visible")
         elif pixel_size_mm and not CSP_RANGE_MM[0] <= out["csp_width"] <= CSP_RANGE_MM[1]:
@@ -149,9 +165,16 @@ def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict
     if "lv" in names:
         labels, n = ndimage.label(mask == names.index("lv"), structure=np.ones((3, 3), bool))
         widths = [width_across(labels == k, ell.angle_deg) for k in range(1, n + 1)]
-        out["lv_width"] = max(widths) * scale if widths else None
+        out["lv_width"] = round_mm(max(widths) * scale) if widths else None
         if pixel_size_mm and out["lv_width"] is not None:
             out["lv_flag"] = lv_flag(out["lv_width"])
             if out["lv_flag"] != "normal":
                 out["flags"].append(f"{out['lv_flag']} ventriculomegaly (LV atrium {out['lv_width']:.1f} mm)")
+    if pixel_size_mm:
+        fields, flags, notes = head_dating(out["hc"], out["bpd"], ga_weeks)
+        out.update(fields)
+        out["flags"] += flags
+        out["notes"] += notes
+    elif ga_weeks is not None:
+        out["notes"].append("no GA or centiles: the pixel size is unknown, so lengths are in pixels")
     return out

@@ -6,7 +6,7 @@ import json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("measure", help="head circumference, BPD, OFD, CSP and LV widths with flags")
+    p = sub.add_parser("measure", help="head circumference, BPD, OFD, CSP and LV widths, GA and centiles, with flags")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="run directory, .keras model or .tflite (card beside it)")
     src.add_argument("--mask", action="append", help="mask file at the image's size; repeat it, one per IMAGE, in order")
@@ -17,6 +17,9 @@ def register(sub) -> None:
                    help="CSV whose first two columns are file name and mm per pixel (e.g. HC18's)")
     p.add_argument("--classes", nargs="+", default=None,
                    help="class names of the masks (default: from the model; 2-value masks = background head)")
+    p.add_argument("--ga-weeks", default=None, metavar="W",
+                   help="GA known from dating (20.5 or weeks+days 20+3): adds INTERGROWTH-21st HC and BPD centiles "
+                        "and z-scores, flagged outside the 3rd-97th centile")
     p.add_argument("--out", default=None, help="folder for annotated PNGs and measurements.csv")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_measure)
@@ -50,9 +53,10 @@ def register(sub) -> None:
 
 
 def run_measure(args) -> int:
+    from lightseg_tf.anatomy.gestational_age import parse_ga
     from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
-    from lightseg_tf.evaluation.measure import mask_classes, measure_files, read_pixel_sizes
+    from lightseg_tf.evaluation.measure import mask_classes, measure_files, read_pixel_sizes, report_lines
 
     pixel = args.pixel_size
     if pixel is None and len(args.images) == 1 and args.images[0].lower().endswith((".dcm", ".dicom")):
@@ -64,23 +68,17 @@ def run_measure(args) -> int:
     if classes is None:
         raise LightsegError(f"{args.model}: the model has no class names; pass --classes background Brain CSP LV")
     per_image = read_pixel_sizes(args.pixel_sizes) if args.pixel_sizes else None
+    ga_weeks = parse_ga(args.ga_weeks) if args.ga_weeks is not None else None
     rows = measure_files(args.images, classes, model=model, masks=args.mask, pixel_size_mm=pixel,
-                         out_dir=args.out, pixel_sizes=per_image)
+                         out_dir=args.out, pixel_sizes=per_image, ga_weeks=ga_weeks)
     if args.json:
         print(json.dumps(rows, indent=2, default=float))
         return 0
     for r in rows:
-        if "hc" not in r:
-            print(f"{r['image']}: no head found")
-            continue
-        u = r["units"]
-        line = (f"{r['image']}: HC {r['hc']:.1f} {u}, BPD {r['bpd']:.1f} {u}, OFD {r['ofd']:.1f} {u}, "
-                f"CI {r['cephalic_index']:.0f}")
-        if r.get("csp_width") is not None:
-            line += f", CSP {r['csp_width']:.1f} {u}"
-        if r.get("lv_width") is not None:
-            line += f", LV {r['lv_width']:.1f} {u}"
-        print(line + ("  [" + "; ".join(r["flags"]) + "]" if r["flags"] else ""))
+        first, *rest = report_lines(r)
+        print(f"{r['image']}: {first}")
+        for line in rest:
+            print(f"  {line}")
     if any(r.get("units") == "px" for r in rows):
         print("(pixel size unknown: values in pixels; pass --pixel-size MM)")
     return 0

@@ -33,7 +33,7 @@ def _phantom_case(k: int, seed: int):
 
 def write_golden(model: str | Path, out: str | Path, n: int = 3, seed: int = 7) -> Path:
     """Write ``n`` golden cases for ``model`` (a .tflite with its card) into ``out``; returns golden.json."""
-    from lightseg_tf.anatomy.biometry import measure_mask
+    from lightseg_tf.anatomy.biometry import Ellipse, ellipse_lengths, measure_mask
     from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask
     from lightseg_tf.deploy.runtime import load_tflite
 
@@ -50,8 +50,10 @@ def write_golden(model: str | Path, out: str | Path, n: int = 3, seed: int = 7) 
         class_map = runner(image=x if uint8_in else x.astype(np.float32) / 255.0)["class_map"][0]
         class_map = np.asarray(class_map, np.uint8).reshape(seg.size, seg.size)
         original = unletterbox_mask(class_map, lb).astype(np.uint8)
-        m = measure_mask(original, seg.classes, px)
-        m_px = measure_mask(original, seg.classes, None)
+        # Unrounded lengths of the fitted ellipse: the device ports are checked against the geometry, not
+        # against the 0.1 mm the report prints.
+        e = measure_mask(original, seg.classes, px).get("ellipse_px")
+        mm, in_px = (ellipse_lengths(Ellipse(**e), scale) if e else {} for scale in (px, 1.0))
         name = f"case_{k:02d}"
         for suffix, arr in (("image", gray), ("input", boxed), ("class_map", class_map),
                             ("class_map_original", original)):
@@ -62,8 +64,8 @@ def write_golden(model: str | Path, out: str | Path, n: int = 3, seed: int = 7) 
             "letterbox": {"pad_x": lb.pad_x, "pad_y": lb.pad_y, "new_w": lb.new_w, "new_h": lb.new_h},
             "files": {s: f"{name}_{s}.raw" for s in ("image", "input", "class_map", "class_map_original")}
                      | {"png": f"{name}_image.png"},
-            "measurements": {"hc_mm": m.get("hc"), "bpd_mm": m.get("bpd"), "ofd_mm": m.get("ofd"),
-                             "hc_px": m_px.get("hc"), "bpd_px": m_px.get("bpd")},
+            "measurements": {"hc_mm": mm.get("hc"), "bpd_mm": mm.get("bpd"), "ofd_mm": mm.get("ofd"),
+                             "hc_px": in_px.get("hc"), "bpd_px": in_px.get("bpd")},
             "class_pixels": np.bincount(original.ravel(), minlength=len(seg.classes)).tolist(),
         })
     model_copy = out / Path(model).name

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lightseg_tf.anatomy.biometry import measure_mask
+from lightseg_tf.anatomy.gestational_age import format_ga
 from lightseg_tf.core.io import atomic_path, read_class_mask, read_gray, read_pil, write_csv_atomic
 from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
@@ -39,7 +40,35 @@ def mask_classes(mask_path: str | Path) -> tuple[str, ...]:
     return ("background", "head") if set(values.tolist()) <= {0, 1, 255} else PHANTOM_CLASSES
 
 
-FIELDS = ("image", "units", "hc", "bpd", "ofd", "cephalic_index", "csp_width", "lv_width", "lv_flag", "flags")
+FIELDS = ("image", "units", "hc", "bpd", "ofd", "cephalic_index", "csp_width", "lv_width", "lv_flag",
+          "ga_weeks_hadlock", "ga_weeks_intergrowth", "ga_weeks", "hc_z", "hc_centile", "bpd_z", "bpd_centile",
+          "flags", "notes")
+
+
+def report_lines(m: dict, notes: bool = True) -> list[str]:
+    """One image's measurements as printed (console and annotated PNG), at their reported precision.
+
+    Lengths to 0.1 (mm or px), GA to 0.1 week, centiles to 0.1, z-scores to 0.01: the values the
+    flags were decided on. Flags follow as ``! ...``; ``notes`` (why a value is missing) as ``(...)``.
+    """
+    if "hc" not in m:
+        return ["no head found"] + [f"({n})" for n in m.get("notes", []) if notes]
+    u = m["units"]
+    lines = [f"HC {m['hc']:.1f} {u}, BPD {m['bpd']:.1f} {u}, OFD {m['ofd']:.1f} {u}, CI {m['cephalic_index']:.1f}"]
+    widths = [f"{name} {m[key]:.1f} {u}" for key, name in (("csp_width", "CSP"), ("lv_width", "LV"))
+              if m.get(key) is not None]
+    if widths:
+        lines.append(", ".join(widths) + (f" (LV {m['lv_flag']})" if m.get("lv_flag") else ""))
+    ga = [f"{m[key]:.1f} weeks ({name})" for key, name in (("ga_weeks_hadlock", "Hadlock 1984"),
+                                                           ("ga_weeks_intergrowth", "INTERGROWTH-21st"))
+          if m.get(key) is not None]
+    if ga:
+        lines.append("GA from HC: " + ", ".join(ga))
+    if m.get("ga_weeks") is not None:
+        sizes = [f"{k.upper()} centile {m[k + '_centile']:.1f} (z {m[k + '_z']:+.2f})" for k in ("hc", "bpd")
+                 if m.get(k + "_centile") is not None]
+        lines.append(f"at GA {format_ga(m['ga_weeks'])} weeks: " + (", ".join(sizes) or "no centiles"))
+    return lines + [f"! {f}" for f in m["flags"]] + [f"({n})" for n in m.get("notes", []) if notes]
 
 
 def annotate(image: np.ndarray, mask: np.ndarray, m: dict, num_classes: int) -> Image.Image:
@@ -56,21 +85,13 @@ def annotate(image: np.ndarray, mask: np.ndarray, m: dict, num_classes: int) -> 
         for length, ang in ((e["a"], t), (e["b"], t + math.pi / 2)):
             dx, dy = length * math.cos(ang), length * math.sin(ang)
             draw.line([(e["cx"] - dx, e["cy"] - dy), (e["cx"] + dx, e["cy"] + dy)], fill=(0, 255, 255), width=1)
-    u = m["units"]
-    text = [f"HC {m['hc']:.1f} {u}  BPD {m['bpd']:.1f}  OFD {m['ofd']:.1f}  CI {m['cephalic_index']:.0f}"
-            if "hc" in m else "no head found"]
-    if m.get("csp_width") is not None:
-        text.append(f"CSP {m['csp_width']:.1f} {u}")
-    if m.get("lv_width") is not None:
-        text.append(f"LV {m['lv_width']:.1f} {u}" + (f" ({m['lv_flag']})" if m.get("lv_flag") else ""))
-    text += [f"! {f}" for f in m["flags"]]
-    draw.multiline_text((6, 6), "\n".join(text), fill=(255, 255, 255))
+    draw.multiline_text((6, 6), "\n".join(report_lines(m, notes=False)), fill=(255, 255, 255))
     return im
 
 
 def measure_files(images: list[str], classes, *, model: Predictor | None = None, masks: list[str] | None = None,
                   pixel_size_mm: float | None = None, out_dir: str | Path | None = None,
-                  pixel_sizes: dict[str, float] | None = None) -> list[dict]:
+                  pixel_sizes: dict[str, float] | None = None, ga_weeks: float | None = None) -> list[dict]:
     """Measure each image (from ``model``'s prediction or the matching mask); write PNGs + CSV.
 
     Args:
@@ -81,6 +102,7 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         pixel_size_mm: mm per pixel for all images (None: measure in pixels).
         out_dir: where ``<stem>_measure.png`` and ``measurements.csv`` go (None: nothing written).
         pixel_sizes: file name -> mm, overriding ``pixel_size_mm`` per image.
+        ga_weeks: the GA known from dating, for HC / BPD centiles and z-scores (None: GA from HC only).
 
     Returns:
         One :func:`~lightseg_tf.anatomy.biometry.measure_mask` dict per image, plus ``image``.
@@ -99,7 +121,7 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         else:
             mask = model.predict_mask(image)
         px = (pixel_sizes or {}).get(Path(path).name, pixel_size_mm)
-        m = measure_mask(mask, classes, px)
+        m = measure_mask(mask, classes, px, ga_weeks)
         m["image"] = str(path)
         rows.append(m)
         if out_dir is not None:
@@ -107,6 +129,6 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
             with atomic_path(target) as tmp:
                 annotate(image, mask, m, len(classes)).save(tmp, format="PNG")
     if out_dir is not None:
-        write_csv_atomic(Path(out_dir) / "measurements.csv", ({**r, "flags": "; ".join(r["flags"])} for r in rows),
-                         FIELDS, ignore_extra=True)
+        joined = ({**r, "flags": "; ".join(r["flags"]), "notes": "; ".join(r.get("notes", []))} for r in rows)
+        write_csv_atomic(Path(out_dir) / "measurements.csv", joined, FIELDS, ignore_extra=True)
     return rows

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lightseg_tf.anatomy.biometry import lv_flag, measure_mask, width_across
 from lightseg_tf.cli import main
@@ -76,3 +77,38 @@ def test_hc18_annotations_reproduce_the_reference_hc(shared_datasets, capsys):
            for r in csv.DictReader(open(shared_datasets / "hc18" / "training_set_pixel_size_and_HC.csv"))}
     err = [abs(r["hc"] / ref[r["image"].split("/")[-1]] - 1) for r in rows]
     assert len(err) == len(names) >= 70 and np.median(err) <= 0.01
+
+
+def test_cli_ga_and_centiles_from_a_mask_of_known_pixel_size(tmp_path, capsys):
+    # A filled head ellipse of semi-axes 61 x 48.6 px at 0.5 mm/px: true HC 172.7 mm (fitted 172.9), BPD 48.6 mm,
+    # about the INTERGROWTH-21st medians at 20 weeks (172.5 / 48.4 mm) and below the 3rd centiles at 28 weeks
+    # (243.6 / 67.9 mm). Hadlock: 8.96 + 0.540 * 17.29 + 0.0003 * 17.29^3 = 19.85 weeks.
+    yy, xx = np.mgrid[0:140, 0:160]
+    head = ((xx + 0.5 - 80) / 61) ** 2 + ((yy + 0.5 - 70) / 48.6) ** 2 <= 1
+    Image.fromarray((head * 255).astype(np.uint8)).save(tmp_path / "mask.png")
+    Image.fromarray(np.zeros((140, 160), np.uint8)).save(tmp_path / "image.png")
+    base = ["measure", "--mask", str(tmp_path / "mask.png"), str(tmp_path / "image.png"), "--pixel-size", "0.5"]
+    capsys.readouterr()
+
+    assert main(base + ["--ga-weeks", "20", "--out", str(tmp_path / "at20")]) == 0
+    out = capsys.readouterr().out
+    assert "HC 172.9 mm, BPD 48.7 mm" in out and "GA from HC: 19.8 weeks (Hadlock 1984), 20.0 weeks" in out
+    assert "at GA 20+0 weeks: HC centile" in out and "!" not in out
+    (row,) = csv.DictReader(open(tmp_path / "at20/measurements.csv"))
+    assert row["hc"] == "172.9" and row["ga_weeks"] == "20.0" and row["flags"] == "" and row["notes"] == ""
+    assert 25 < float(row["hc_centile"]) < 75 and 25 < float(row["bpd_centile"]) < 75
+    assert abs(float(row["hc_z"])) < 0.5 and float(row["ga_weeks_hadlock"]) == 19.8
+
+    assert main(base + ["--ga-weeks", "28+0", "--out", str(tmp_path / "at28")]) == 0
+    out = capsys.readouterr().out
+    assert "! HC 172.9 mm below 3rd centile at GA 28+0 weeks" in out and "! BPD 48.7 mm below 3rd" in out
+    (row,) = csv.DictReader(open(tmp_path / "at28/measurements.csv"))
+    assert row["ga_weeks"] == "28.0" and row["hc_centile"] == "0.0" and "below 3rd centile" in row["flags"]
+
+    assert main(base + ["--ga-weeks", "41", "--json"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert r["hc_centile"] is None and r["ga_weeks_intergrowth"] == 20.0 and not r["flags"]
+    assert any("no HC centile: GA 41.0 weeks is outside 14+0 to 40+0 weeks" in n for n in r["notes"])
+
+    assert main(base + ["--ga-weeks", "20+9"]) == 2
+    assert "expected weeks such as 20.5" in capsys.readouterr().err
