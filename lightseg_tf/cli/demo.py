@@ -1,4 +1,4 @@
-"""``lightseg demo``: the README's main job on the embedded default (the synthetic phantom).
+"""``lightseg demo``: a small single-model demo on the synthetic phantom (the main job is ``lightseg pipeline``).
 
 Makes a phantom dataset, trains a small U-Net for a few epochs, evaluates it on the held-out
 test split at original resolution and prints per-class Dice.
@@ -22,7 +22,7 @@ DEMO_OVERRIDES = (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="phantom data -> train a small U-Net -> evaluate (the main job)")
+    p = sub.add_parser("demo", help="small demo: phantom data -> train a small U-Net -> evaluate")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     p.add_argument("--run-root", default="runs", help="where the run directory goes (default runs/)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if a finished demo run exists")

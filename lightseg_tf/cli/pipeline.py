@@ -10,7 +10,7 @@ STAGES = "data, teachers, cache, ensemble, distill, baseline, qat, export, evalu
 
 
 def register(sub) -> None:
-    p = sub.add_parser("pipeline", help="teachers -> ensemble -> distilled student -> QAT -> int8 -> report",
+    p = sub.add_parser("pipeline", help="the main job: teachers -> ensemble -> distilled student -> QAT -> int8 -> report",
                        description=f"Stages: {STAGES}. A finished stage is skipped when its config is "
                                    "unchanged; a stopped run resumes in the stage it was in.")
     add_config_args(p)

@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--postprocess", action="store_true",
                    help="also score the post-processed predictions (largest head component, hole "
                         "filling, small-structure limits) to measure its effect")
+    p.add_argument("--biometry", action="store_true",
+                   help="also the head-circumference error against the data's reference HC (HC18), signed "
+                        "and by HC quartile: eval_<split>_hc_per_image.csv / _hc_summary.json")
     p.add_argument("--out", default=None, help="folder for the CSV/JSON (default: the run directory)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_evaluate)
@@ -59,13 +62,21 @@ def run_evaluate(args) -> int:
     tflite = model_path if model_path.suffix == ".tflite" else None
     result, csv_path, json_path = evaluate_and_write(predictor, dataset, out, args.split, args.tta, tflite,
                                                      args.postprocess)
+    hc = None
+    if args.biometry:
+        from lightseg_tf.evaluation.measure import format_hc_errors, hc_errors
+
+        hc = hc_errors(predictor, dataset, out, csv_path.name.replace("_per_image.csv", "_hc"))
+        hc.pop("rows")
     if args.json:
-        print(json.dumps({"raw": result.summary, "postprocessed": result.post.summary} if result.post
-                         else result.summary, indent=2))
+        summary = {"raw": result.summary, "postprocessed": result.post.summary} if result.post else result.summary
+        print(json.dumps({"segmentation": summary, "hc_error_mm": hc} if hc else summary, indent=2))
     else:
         print(format_summary(result.summary))
         if result.post is not None:
             print("\nwith post-processing:")
             print(format_summary(result.post.summary))
+        if hc:
+            print("\n" + format_hc_errors(hc))
         print(f"per image: {csv_path}\nsummary:   {json_path}")
     return 0

@@ -20,13 +20,34 @@ from lightseg_tf.core.io import write_json_atomic
 SPLITS = ("train", "val", "test")
 
 
+HC_BLOCK = 10  # subjects per HC stratum: each stratum is dealt over the sides in turn
+
+
+def _stratified_order(subjects: list[str], by_subject: dict, rng: np.random.Generator) -> list[str]:
+    """Subjects shuffled, within HC strata when every subject has a reference HC."""
+    hc = {s: [r.hc_mm for r in by_subject[s]] for s in subjects}
+    if not subjects or any(v is None for vals in hc.values() for v in vals):
+        rng.shuffle(subjects)
+        return subjects
+    ordered = sorted(subjects, key=lambda s: (float(np.mean(hc[s])), s))
+    out = []
+    for start in range(0, len(ordered), HC_BLOCK):
+        block = ordered[start:start + HC_BLOCK]
+        rng.shuffle(block)
+        out += block
+    return out
+
+
 def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
                seed: int = 0) -> dict[str, list[str]]:
     """Assign whole subjects to train/val/test.
 
     Subjects are grouped by their most common plane (so every plane is spread over the three
     sides in proportion) and, within a plane, shuffled with ``seed`` and dealt out so each
-    side's share of IMAGES approaches its fraction.
+    side's share of IMAGES approaches its fraction. Where every subject has a reference head
+    circumference (HC18), the shuffle is within blocks of :data:`HC_BLOCK` subjects of similar
+    HC, so each side covers the whole range of head sizes (HC18's subject numbers rise with
+    gestational age: a split by number or by chance can leave a side without the largest heads).
 
     Returns:
         ``{"train": [ids], "val": [ids], "test": [ids]}`` with record ids in dataset order.
@@ -46,13 +67,14 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
     targets = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
     side_of: dict[str, str] = {}
     for plane in sorted(by_plane):
-        subjects = sorted(by_plane[plane])
-        rng.shuffle(subjects)
-        total = sum(len(by_subject[s]) for s in subjects)
+        subjects = _stratified_order(sorted(by_plane[plane]), by_subject, rng)
         filled = {k: 0 for k in SPLITS}
         for s in subjects:
-            # The side furthest below its target share takes the next subject.
-            side = max(SPLITS, key=lambda k: targets[k] * total - filled[k] if targets[k] > 0 else -np.inf)
+            # The side furthest below its share of what has been dealt so far (this subject
+            # included) takes it: every stretch of the order is shared in proportion, so each
+            # HC stratum reaches every side.
+            dealt = sum(filled.values()) + len(by_subject[s])
+            side = max(SPLITS, key=lambda k: targets[k] * dealt - filled[k] if targets[k] > 0 else -np.inf)
             side_of[s] = side
             filled[side] += len(by_subject[s])
     split = {k: [] for k in SPLITS}

@@ -131,10 +131,16 @@ def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) ->
 def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) -> Predictor:
     """Open a ``.tflite`` (its card beside it), a run directory or a Keras model file as a Predictor.
 
-    A run directory also gives the class names (its dataset's); ``tta="hflip"`` is for Keras
+    A training run directory also gives the class names (its dataset's); a ``lightseg pipeline``
+    run directory opens the model it shipped (the int8 ``.tflite``). ``tta="hflip"`` is for Keras
     models only (a .tflite graph is fixed).
     """
     path = Path(model)
+    if path.is_dir() and (path / "pipeline.json").is_file():  # a `lightseg pipeline` run: its shipped model
+        shipped = json.loads((path / "pipeline.json").read_text()).get("model")
+        if not shipped:
+            raise LightsegError(f"{path}: the pipeline has not exported a model yet; run it to the export stage")
+        path = path / "stages" / "export" / Path(shipped).name  # the run folder may have moved since
     if path.suffix == ".tflite":
         if tta not in (None, "", "none"):
             raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")

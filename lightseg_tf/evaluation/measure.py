@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from lightseg_tf.anatomy.biometry import measure_mask
 from lightseg_tf.anatomy.gestational_age import format_ga
-from lightseg_tf.core.io import atomic_path, read_class_mask, read_gray, read_pil, write_csv_atomic
+from lightseg_tf.core.io import atomic_path, read_class_mask, read_gray, read_pil, write_csv_atomic, write_json_atomic
 from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
 from lightseg_tf.data.readers.hc18 import filled_head_mask
@@ -132,3 +132,69 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         joined = ({**r, "flags": "; ".join(r["flags"]), "notes": "; ".join(r.get("notes", []))} for r in rows)
         write_csv_atomic(Path(out_dir) / "measurements.csv", joined, FIELDS, ignore_extra=True)
     return rows
+
+
+def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, stem: str = "hc") -> dict:
+    """Head-circumference error of ``predictor`` against each record's reference HC, with its sign.
+
+    The error is predicted minus reference, in mm (each record's own pixel size), so a positive
+    mean is a model that draws heads too large. Records without a reference HC or pixel size are
+    skipped; an image where no head is found counts in ``no_head_found``.
+
+    Args:
+        predictor: the model (Keras or TFLite) measured at each image's original resolution.
+        dataset: records with ``hc_mm`` and ``pixel_size_mm`` (HC18).
+        out_dir: when given, ``<stem>_per_image.csv`` and ``<stem>_summary.json`` are written there.
+
+    Returns:
+        ``{"n", "no_head_found", "mean_abs", "median_abs", "mean_signed", "by_hc_quartile": [{"hc_range",
+        "n", "mean_signed", "mean_abs", "median_abs", "mean_rel_signed_pct"}], "rows": [...]}``.
+    """
+    rows = []
+    for rec in dataset.records:
+        if not rec.hc_mm or not rec.pixel_size_mm:
+            continue
+        m = measure_mask(predictor.predict_mask(dataset.load_image(rec)), dataset.classes, rec.pixel_size_mm)
+        hc = m.get("hc")
+        rows.append({"id": rec.id, "reference_hc_mm": rec.hc_mm, "hc_mm": hc,
+                     "error_mm": None if hc is None else hc - rec.hc_mm, "flags": "; ".join(m["flags"])})
+    if not rows:
+        raise LightsegError(f"{dataset.root}: no record has a reference HC and a pixel size; HC errors need both")
+    found = [r for r in rows if r["error_mm"] is not None]
+
+    def stats(part: list[dict]) -> dict:
+        e = np.array([r["error_mm"] for r in part], float)
+        ref = np.array([r["reference_hc_mm"] for r in part], float)
+        if not len(e):
+            return {"n": 0, "mean_signed": None, "mean_abs": None, "median_abs": None, "mean_rel_signed_pct": None}
+        return {"n": len(e), "mean_signed": float(e.mean()), "mean_abs": float(np.abs(e).mean()),
+                "median_abs": float(np.median(np.abs(e))), "mean_rel_signed_pct": float((e / ref).mean() * 100)}
+
+    summary = {**stats(found), "no_head_found": len(rows) - len(found), "by_hc_quartile": []}
+    if found:
+        ref = np.array([r["reference_hc_mm"] for r in found])
+        edges = np.quantile(ref, [0, 0.25, 0.5, 0.75, 1.0])
+        for k in range(4):
+            lo, hi = edges[k], edges[k + 1]
+            part = [r for r in found if lo <= r["reference_hc_mm"] and (r["reference_hc_mm"] < hi or k == 3)]
+            summary["by_hc_quartile"].append({"hc_range": [float(lo), float(hi)], **stats(part)})
+    if out_dir is not None:
+        write_csv_atomic(Path(out_dir) / f"{stem}_per_image.csv", rows)
+        write_json_atomic(Path(out_dir) / f"{stem}_summary.json", summary)
+    return {**summary, "rows": rows}
+
+
+def format_hc_errors(summary: dict) -> str:
+    """The HC error table: all images, then by quartile of the reference HC (signed = predicted - reference)."""
+    def line(label, s):
+        if not s["n"]:
+            return f"{label:<22}{0:>5}"
+        return (f"{label:<22}{s['n']:>5}{s['mean_signed']:>+10.2f}{s['mean_abs']:>10.2f}{s['median_abs']:>10.2f}"
+                f"{s['mean_rel_signed_pct']:>+9.2f}%")
+
+    out = [f"{'HC error (mm)':<22}{'n':>5}{'signed':>10}{'abs mean':>10}{'abs med':>10}{'rel':>10}",
+           line("all", summary)]
+    out += [line(f"HC {q['hc_range'][0]:.0f}-{q['hc_range'][1]:.0f} mm", q) for q in summary["by_hc_quartile"]]
+    if summary["no_head_found"]:
+        out.append(f"no head found: {summary['no_head_found']} image(s)")
+    return "\n".join(out)

@@ -88,3 +88,25 @@ def test_real_psfhs_split_is_by_contiguous_id_blocks(shared_datasets, tmp_path):
     assert all(split.values())
     save_split(split, tmp_path / "split.json")
     assert load_split(tmp_path / "split.json", ds) == split  # round trip, checked against the data
+
+
+def test_a_split_of_heads_covers_every_head_size_on_every_side():
+    """HC rising with subject number (as in HC18): each side gets every HC quartile in proportion."""
+    records = [Record(f"{k:03d}", f"{k:03d}.png", f"{k:03d}_m.png", f"{k:03d}", hc_mm=40.0 + k) for k in range(300)]
+    ds = SegDataset("hc18", ("background", "head"), records)
+    for seed in (0, 1, 2):
+        split = make_split(ds, 0.15, 0.15, seed=seed)
+        for side, ids in split.items():
+            hc = np.array([40.0 + int(i) for i in ids])
+            per_quartile = np.histogram(hc, [40, 115, 190, 265, 340])[0]
+            assert per_quartile.min() >= 0.8 * len(ids) / 4, (seed, side, per_quartile)
+
+
+def test_real_hc18_split_covers_all_head_sizes(shared_datasets):
+    ds = read_dataset(shared_datasets / "hc18", "hc18")
+    hc = {r.id: r.hc_mm for r in ds.records}
+    edges = np.quantile(list(hc.values()), [0, 0.25, 0.5, 0.75, 1.0])
+    edges[-1] += 1
+    for side, ids in make_split(ds, 0.15, 0.15, seed=0).items():
+        per_quartile = np.histogram([hc[i] for i in ids], edges)[0]
+        assert per_quartile.min() >= 0.8 * len(ids) / 4, (side, per_quartile)

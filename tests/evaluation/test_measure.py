@@ -3,6 +3,7 @@
 import csv
 import json
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,6 +11,9 @@ from PIL import Image
 from lightseg_tf.anatomy.biometry import lv_flag, measure_mask, width_across
 from lightseg_tf.cli import main
 from lightseg_tf.data.phantom import CLASSES, make_phantom
+from lightseg_tf.data.readers import read_dataset
+from lightseg_tf.evaluation.measure import format_hc_errors, hc_errors
+from lightseg_tf.models.predictor import Predictor
 
 
 def test_phantom_truth_is_recovered_from_masks():
@@ -112,3 +116,31 @@ def test_cli_ga_and_centiles_from_a_mask_of_known_pixel_size(tmp_path, capsys):
 
     assert main(base + ["--ga-weeks", "20+9"]) == 2
     assert "expected weeks such as 20.5" in capsys.readouterr().err
+
+
+class _MaskInOrder(Predictor):
+    """Returns each record's true mask (optionally grown by ``grow`` px), in dataset order."""
+
+    def __init__(self, dataset, grow=0):
+        super().__init__(64, dataset.classes)
+        self.masks, self.grow = [dataset.load_mask(r) for r in dataset.records], grow
+
+    def predict_mask(self, image):
+        mask = self.masks.pop(0)
+        if self.grow:
+            head = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=self.grow)
+            mask = np.where((mask == 0) & (head > 0), 1, mask)
+        return mask
+
+
+def test_hc_errors_are_signed_and_split_by_hc_quartile(phantom_dir, tmp_path):
+    ds = read_dataset(phantom_dir)
+    exact = hc_errors(_MaskInOrder(ds), ds)
+    assert exact["n"] == len(ds) and exact["no_head_found"] == 0
+    assert abs(exact["mean_signed"]) < 1.0 and exact["mean_abs"] < 1.0  # the phantom's truth is the mask's ellipse
+    grown = hc_errors(_MaskInOrder(ds, grow=2), ds, out_dir=tmp_path, stem="g")
+    assert grown["mean_signed"] > exact["mean_signed"] + 1.0  # heads drawn too large: a positive bias
+    quartiles = grown["by_hc_quartile"]
+    assert len(quartiles) == 4 and sum(q["n"] for q in quartiles) == len(ds)
+    assert all(q["mean_signed"] > 0 for q in quartiles)
+    assert (tmp_path / "g_per_image.csv").exists() and "all" in format_hc_errors(grown)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
+from lightseg_tf.cli import main
 from lightseg_tf.pipelines.chain import build_stages
 from lightseg_tf.config import load_config
 from lightseg_tf.errors import LightsegError
@@ -79,6 +80,10 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
 
     again = _pipeline(f"run_root={tmp_path}", cwd=tmp_path)
     assert again.stderr.count("skipped (done for this config)") == 10  # every stage
+
+    # The run folder the pipeline prints is a model for `lightseg measure` (its shipped int8 model).
+    image = sorted((run / "stages" / "data" / "phantom" / "images").glob("*.png"))[0]
+    assert main(["measure", "--model", str(run), str(image), "--pixel-size", "0.2", "--json"]) == 0
 
     # A changed ensemble setting in the same run re-runs that stage, never the teachers.
     changed = _pipeline("--only", "ensemble", f"run_root={tmp_path}", "pipeline.ensemble_trials=3", cwd=tmp_path)
