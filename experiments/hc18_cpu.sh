@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT=${1:-runs/hc18}
 DATA=${HC18:-../shared/datasets/hc18}
-LS=.venv/bin/lightseg
+LS=${LS:-.venv/bin/lightseg}
 start=$(date +%s)
 $LS train name=rtseg_cpu run_root=$ROOT data.path=$DATA data.format=hc18 model.name=rtseg "model.options={}" \
     data.image_size=128 data.batch_size=8 train.epochs=10 train.learning_rate=0.003 train.verbose=2
