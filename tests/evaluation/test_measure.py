@@ -76,3 +76,29 @@ def test_hc18_annotations_reproduce_the_reference_hc(shared_datasets, capsys):
            for r in csv.DictReader(open(shared_datasets / "hc18" / "training_set_pixel_size_and_HC.csv"))}
     err = [abs(r["hc"] / ref[r["image"].split("/")[-1]] - 1) for r in rows]
     assert len(err) == len(names) >= 70 and np.median(err) <= 0.01
+
+
+def test_direct_fit_is_opencvs_fit_ellipse_direct_on_the_contour_pixels():
+    """fit_ellipse_direct is Fitzgibbon's direct fit (OpenCV fitEllipseDirect), boundary_points
+    are the pixels of OpenCV's outer contour (each once), on noisy blobs like a model's output."""
+    import cv2
+
+    from lightseg_tf.anatomy.biometry import boundary_points, fit_ellipse_direct, largest_component
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:160] + 0.5
+    for _ in range(40):
+        a, b, t = rng.uniform(15, 60), rng.uniform(10, 45), rng.uniform(0, np.pi)
+        cx, cy = rng.uniform(50, 110), rng.uniform(40, 80)
+        u, v = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t), -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+        region = largest_component(((u / a) ** 2 + (v / b) ** 2 <= 1) | (rng.random(xx.shape) < 0.03))
+        pts = boundary_points(region)
+        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        traced = max(contours, key=len)[:, 0, :]
+        assert {tuple(p) for p in traced.tolist()} == {tuple(p) for p in (pts - 0.5).astype(int).tolist()}
+        e = fit_ellipse_direct(pts)
+        (ocx, ocy), sides, _ = cv2.fitEllipseDirect(pts.astype(np.float32))
+        assert (e.cx, e.cy) == pytest.approx((ocx, ocy), abs=1e-3)
+        assert (e.a, e.b) == pytest.approx((max(sides) / 2, min(sides) / 2), rel=1e-5)
+    assert fit_ellipse_direct(np.array([[0.0, 0], [1, 1], [2, 2], [3, 3], [4, 4]])) is None  # collinear
+
