@@ -38,6 +38,29 @@ def test_committed_golden_vectors_are_what_python_produces_today(tmp_path):
     assert any(c["measurements"]["hc_mm"] for c in manifest["cases"]), "the golden model must find a head"
 
 
+def test_measure_and_edge_runner_reproduce_the_golden_class_maps_and_hc(capsys):
+    """``lightseg measure`` on the .tflite and tflite/run_edge.py compute the device path exactly."""
+    import importlib.util
+
+    from lightseg_tf.cli import main
+
+    spec = importlib.util.spec_from_file_location("run_edge", ROOT / "tflite" / "run_edge.py")
+    run_edge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_edge)
+    manifest = json.loads((GOLDEN / "golden.json").read_text())
+    segmenter = run_edge.Segmenter(GOLDEN / manifest["model"], threads=1, edgetpu=False)
+    for case in manifest["cases"]:
+        want = np.fromfile(GOLDEN / case["files"]["class_map_original"], np.uint8)
+        gray = np.fromfile(GOLDEN / case["files"]["image"], np.uint8).reshape(case["height"], -1)
+        edge_map, _ = segmenter(gray)
+        assert (edge_map.ravel() == want).all(), case["name"]
+        capsys.readouterr()
+        assert main(["measure", "--model", str(GOLDEN / manifest["model"]), str(GOLDEN / case["files"]["png"]),
+                     "--pixel-size", str(case["pixel_size_mm"]), "--json"]) == 0
+        row = json.loads(capsys.readouterr().out)[0]
+        assert row.get("hc") == pytest.approx(case["measurements"]["hc_mm"], rel=1e-9), case["name"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("kotlinc") and Path("/usr/share/java/junit4.jar").exists()),
                     reason="Debian's kotlin and junit4 are not installed (.ci/run installs them)")
