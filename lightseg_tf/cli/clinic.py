@@ -81,6 +81,9 @@ def run_measure(args) -> int:
         if r.get("lv_width") is not None:
             line += f", LV {r['lv_width']:.1f} {u}"
         print(line + ("  [" + "; ".join(r["flags"]) + "]" if r["flags"] else ""))
+    domains = sorted({r["training_domain"] or "unknown (older model card)" for r in rows if "training_domain" in r})
+    if domains:
+        print(f"model trained on: {', '.join(domains)}")
     if any(r.get("units") == "px" for r in rows):
         print("(pixel size unknown: values in pixels; pass --pixel-size MM)")
     return 0

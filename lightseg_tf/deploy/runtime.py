@@ -64,6 +64,22 @@ def read_card(path: str | Path) -> dict:
     return card
 
 
+def training_domain_text(card: dict) -> str | None:
+    """What the carded model was trained on, as one line ("lightseg-phantom (lightseg)").
+
+    From the card's ``training_domain`` (written by :func:`lightseg_tf.deploy.convert.build_card`);
+    a card written before that field existed falls back to its ``training_data`` (folder name
+    and format). None when the card says nothing. ``trainingDomain`` in ``tflite/web/core.js``
+    is the same rule.
+    """
+    domain, data = card.get("training_domain") or {}, card.get("training_data") or {}
+    name = domain.get("dataset") or (Path(data["path"]).name if data.get("path") else None)
+    fmt = domain.get("format") or data.get("format")
+    if not name:
+        return fmt
+    return f"{name} ({fmt})" if fmt and fmt != name else name
+
+
 class TFLitePredictor(Predictor):
     """A checked TFLite segmentation model (made by ``lightseg export``) with its card."""
 

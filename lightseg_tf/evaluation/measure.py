@@ -14,6 +14,7 @@ from lightseg_tf.core.io import atomic_path, read_class_mask, read_gray, read_pi
 from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
 from lightseg_tf.data.readers.hc18 import filled_head_mask
+from lightseg_tf.deploy.runtime import training_domain_text
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 
@@ -39,7 +40,8 @@ def mask_classes(mask_path: str | Path) -> tuple[str, ...]:
     return ("background", "head") if set(values.tolist()) <= {0, 1, 255} else PHANTOM_CLASSES
 
 
-FIELDS = ("image", "units", "hc", "bpd", "ofd", "cephalic_index", "csp_width", "lv_width", "lv_flag", "flags")
+FIELDS = ("image", "units", "hc", "bpd", "ofd", "cephalic_index", "csp_width", "lv_width", "lv_flag", "flags",
+          "training_domain")
 
 
 def annotate(image: np.ndarray, mask: np.ndarray, m: dict, num_classes: int) -> Image.Image:
@@ -64,6 +66,8 @@ def annotate(image: np.ndarray, mask: np.ndarray, m: dict, num_classes: int) -> 
     if m.get("lv_width") is not None:
         text.append(f"LV {m['lv_width']:.1f} {u}" + (f" ({m['lv_flag']})" if m.get("lv_flag") else ""))
     text += [f"! {f}" for f in m["flags"]]
+    if m.get("training_domain"):
+        text.append(f"model trained on: {m['training_domain']}")
     draw.multiline_text((6, 6), "\n".join(text), fill=(255, 255, 255))
     return im
 
@@ -82,12 +86,19 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         out_dir: where ``<stem>_measure.png`` and ``measurements.csv`` go (None: nothing written).
         pixel_sizes: file name -> mm, overriding ``pixel_size_mm`` per image.
 
+    A .tflite model segments as the devices do (:meth:`TFLitePredictor.predict_mask`), so the
+    HC here is the browser's and the Android app's; its card's training domain goes into each
+    row (``training_domain``) and onto the PNG.
+
     Returns:
-        One :func:`~lightseg_tf.anatomy.biometry.measure_mask` dict per image, plus ``image``.
+        One :func:`~lightseg_tf.anatomy.biometry.measure_mask` dict per image, plus ``image``
+        (and ``training_domain`` for a carded model).
     """
 
     if masks is not None and len(masks) != len(images):
         raise LightsegError(f"{len(masks)} masks for {len(images)} images; give one mask per image")
+    card = getattr(model, "card", None) if masks is None else None
+    domain = training_domain_text(card) if card else None
     rows = []
     for k, path in enumerate(images):
         image = read_gray(path)
@@ -101,6 +112,8 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         px = (pixel_sizes or {}).get(Path(path).name, pixel_size_mm)
         m = measure_mask(mask, classes, px)
         m["image"] = str(path)
+        if card:
+            m["training_domain"] = domain
         rows.append(m)
         if out_dir is not None:
             target = Path(out_dir) / f"{Path(path).stem}_measure.png"

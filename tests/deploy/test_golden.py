@@ -72,6 +72,7 @@ def test_measure_and_edge_runner_reproduce_the_golden_class_maps_and_hc(capsys):
                      "--pixel-size", str(case["pixel_size_mm"]), "--json"]) == 0
         row = json.loads(capsys.readouterr().out)[0]
         assert row.get("hc") == pytest.approx(case["measurements"]["hc_mm"], rel=1e-9), case["name"]
+        assert row["training_domain"] == "phantom (lightseg)"  # an older card: from its training_data
 
 
 @pytest.mark.slow

@@ -39,6 +39,23 @@ def test_core_js_reproduces_the_golden_vectors_in_node():
     print("\n".join(f"{c['name']}: HC {c['hc_px']:.3f} px, rel diff {c['rel_diff']['hc']:.1e}" for c in cases))
 
 
+@pytest.mark.skipif(NODE is None, reason="node is not installed: core.js cannot run outside a browser")
+def test_core_js_training_domain_reads_new_and_older_cards():
+    script = f"""
+import {{ trainingDomain }} from {json.dumps((WEB / "core.js").as_uri())};
+console.log(JSON.stringify([
+  trainingDomain({{training_domain: {{dataset: "lightseg-phantom", format: "lightseg"}}}}),
+  trainingDomain({{training_domain: {{dataset: "hc18", format: "hc18"}}}}),
+  trainingDomain({{training_domain: null, training_data: {{path: "/runs/q/stages/data/phantom", format: "lightseg"}}}}),
+  trainingDomain({json.dumps(json.loads((GOLDEN / "student_int8.json").read_text()))}),
+  trainingDomain({{}})]));
+"""
+    out = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == ["lightseg-phantom (lightseg)", "hc18", "phantom (lightseg)",
+                                      "phantom (lightseg)", None]
+
+
 @pytest.fixture(scope="module")
 def litert_js():
     """tflite/web/node_modules (npm ci from the lockfile when missing)."""
@@ -77,6 +94,7 @@ def test_browser_class_maps_match_the_python_runner_and_a_screenshot_is_saved(li
                 assert float(attrs["hc"]) == pytest.approx(want, rel=0.005)
                 print(f"{case['name']}: class map {100 * agree:.2f} % of pixels, HC {float(attrs['hc']):.3f} mm "
                       f"vs Python {want:.3f} mm")
+            assert attrs.get("training-domain") == "phantom (lightseg)"  # the golden card is an older one
         shot = tmp_path / "web_demo.png"  # the first (small) case: the result line stays in view
         subprocess.run([CHROMIUM, *FLAGS, "--window-size=1000,760", f"--screenshot={shot}", urls[0]],
                        capture_output=True, timeout=180)

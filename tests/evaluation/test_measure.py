@@ -102,3 +102,23 @@ def test_direct_fit_is_opencvs_fit_ellipse_direct_on_the_contour_pixels():
         assert (e.a, e.b) == pytest.approx((max(sides) / 2, min(sides) / 2), rel=1e-5)
     assert fit_ellipse_direct(np.array([[0.0, 0], [1, 1], [2, 2], [3, 3], [4, 4]])) is None  # collinear
 
+
+def test_measure_of_a_tflite_shows_the_training_domain_its_card_holds(phantom_dir, tmp_path, capsys):
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.deploy.convert import build_card, convert, training_domain_of, write_export
+    from lightseg_tf.models import build_model
+
+    domain = training_domain_of(read_dataset(phantom_dir))
+    assert domain["dataset"] == "lightseg-phantom" and domain["format"] == "lightseg" and "synthetic" in domain["note"]
+    model = build_model("unet", (32, 32, 1), 4, base_filters=4, depth=2)
+    rng = np.random.default_rng(0)
+    content = convert(model, "int8", [rng.random((32, 32, 1), dtype=np.float32) for _ in range(3)])
+    card = build_card(content, name="tiny", classes=CLASSES, colors=[[0, 0, 0]] * 4, size=32, quant="int8",
+                      training_domain=domain)
+    path, _ = write_export(content, card, tmp_path / "model.tflite")
+    image = str(phantom_dir / "images" / "00000.png")
+    assert main(["measure", "--model", str(path), image, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["training_domain"] == "lightseg-phantom (lightseg)"
+    assert main(["measure", "--model", str(path), image, "--out", str(tmp_path / "out")]) == 0
+    assert "model trained on: lightseg-phantom (lightseg)" in capsys.readouterr().out
+    assert next(csv.DictReader(open(tmp_path / "out/measurements.csv")))["training_domain"] == "lightseg-phantom (lightseg)"

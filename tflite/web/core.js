@@ -210,3 +210,17 @@ export function measure(classMap, h, w, classes, pixelSizeMm) {
   return { hc: perimeter(e.a, e.b) * k, bpd: 2 * e.b * k, ofd: 2 * e.a * k, units: pixelSizeMm ? "mm" : "px",
            ellipse: e };
 }
+
+/**
+ * What the model was trained on, as one line for the page ("lightseg-phantom (lightseg)"), from
+ * the card's training_domain; a card written before that field existed falls back to its
+ * training_data (folder name and format); null when the card says nothing.
+ */
+export function trainingDomain(card) {
+  const d = card && card.training_domain;
+  const t = card && card.training_data;
+  const name = (d && d.dataset) || (t && t.path ? t.path.split(/[\\/]/).filter(Boolean).pop() : null);
+  const format = (d && d.format) || (t && t.format) || null;
+  if (!name) return format;
+  return format && format !== name ? `${name} (${format})` : name;
+}
