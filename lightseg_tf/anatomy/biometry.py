@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -51,29 +50,90 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == (1 + int(np.argmax(sizes))))
 
 
-def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
-    """Least-squares ellipse through the outer boundary of the largest component of ``mask``.
+def boundary_points(region: np.ndarray) -> np.ndarray:
+    """Centres ``(x + 0.5, y + 0.5)`` of the outer-boundary pixels of a hole-free ``region``.
 
-    Fitzgibbon's direct fit (OpenCV ``fitEllipse``) on the outer contour's points, moved from
-    OpenCV's integer pixel grid to pixel centres, and the boundary offset by half a pixel
-    outwards so a rasterised ellipse of semi-axes (a, b) fits back to about (a, b).
+    A boundary pixel is a region pixel on the image edge or with a 4-neighbour outside the
+    region; each counts once, in raster order. (OpenCV's contour tracing gives the same pixels
+    but visits one-pixel-wide parts twice.) The Kotlin and browser ports use this definition.
+    """
+    region = np.asarray(region, bool)
+    inner = np.zeros_like(region)
+    inner[1:-1, 1:-1] = (region[1:-1, 1:-1] & region[:-2, 1:-1] & region[2:, 1:-1]
+                         & region[1:-1, :-2] & region[1:-1, 2:])
+    ys, xs = np.nonzero(region & ~inner)
+    return np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64)
+
+
+def fit_ellipse_direct(points: np.ndarray) -> Ellipse | None:
+    """Direct least-squares ellipse through ``points`` ``[N, 2]`` (x, y).
+
+    Fitzgibbon, Pilu & Fisher, "Direct least square fitting of ellipses", IEEE PAMI 21(5), 1999,
+    in the numerically stable form of Halir & Flusser, WSCG 1998: the conic
+    ``A x^2 + B xy + C y^2 + D x + E y + F = 0`` minimising the algebraic distance subject to
+    ``4AC - B^2 = 1``, which is always an ellipse. The points are first centred on their mean
+    and scaled by their RMS distance to it. Same steps, in float64, as ``fitEllipse`` in
+    ``tflite/web/core.js`` and ``Biometry.fitEllipse`` in the Android core (OpenCV calls this
+    method ``fitEllipseDirect``; its ``fitEllipse`` is a different, unconstrained fit).
 
     Returns:
-        The ellipse, or None when the mask holds fewer than 5 boundary points.
+        The ellipse (semi-axes as fitted, no offset), or None for fewer than 5 points or a
+        degenerate set (collinear points, no ellipse solution).
     """
-    region = largest_component(np.asarray(mask, bool))
-    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return None
-    pts = max(contours, key=len)[:, 0, :].astype(np.float64) + 0.5  # pixel centres
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
     if len(pts) < 5:
         return None
-    (cx, cy), (d1, d2), angle = cv2.fitEllipse(pts.astype(np.float32))
-    # The contour runs through boundary pixel centres, half a pixel inside the region's edge.
-    a, b = d1 / 2 + 0.5, d2 / 2 + 0.5
-    if b > a:
-        a, b, angle = b, a, angle + 90.0
-    return Ellipse(float(cx), float(cy), float(a), float(b), float((angle + 90.0) % 180.0 - 90.0))
+    mean = pts.mean(axis=0)
+    scale = math.sqrt(float(((pts - mean) ** 2).sum(axis=1).mean()))
+    if scale == 0:
+        return None
+    x, y = ((pts - mean) / scale).T
+    d1 = np.stack([x * x, x * y, y * y], axis=1)  # quadratic part
+    d2 = np.stack([x, y, np.ones_like(x)], axis=1)  # linear part
+    s1, s2, s3 = d1.T @ d1, d1.T @ d2, d2.T @ d2
+    if abs(np.linalg.det(s3)) < 1e-300:
+        return None
+    t = -np.linalg.solve(s3, s2.T)  # linear coefficients = t @ quadratic ones
+    m = s1 + s2 @ t
+    m = np.stack([m[2] / 2, -m[1], m[0] / 2])  # inv(C1) @ m, C1 = [[0, 0, 2], [0, -1, 0], [2, 0, 0]]
+    values, vectors = np.linalg.eig(m)
+    ok = [k for k in range(3) if abs(values[k].imag) < 1e-12
+          and 4 * vectors[0, k].real * vectors[2, k].real - vectors[1, k].real ** 2 > 0]
+    if not ok:
+        return None
+    a1 = vectors[:, ok[0]].real
+    aa, bb, cc = a1
+    dd, ee, ff = t @ a1
+    # Centre where the gradient vanishes; semi-axes from the conic's value there and the
+    # eigenvalues of its quadratic form (the smaller eigenvalue belongs to the major axis).
+    den = bb * bb - 4 * aa * cc
+    cx, cy = (2 * cc * dd - bb * ee) / den, (2 * aa * ee - bb * dd) / den
+    f0 = aa * cx * cx + bb * cx * cy + cc * cy * cy + dd * cx + ee * cy + ff
+    lam, axes = np.linalg.eigh(np.array([[aa, bb / 2], [bb / 2, cc]]))
+    if f0 == 0 or np.any(-f0 / lam <= 0):
+        return None
+    a, b = np.sqrt(-f0 / lam) * scale
+    ux, uy = axes[:, 0] if a >= b else axes[:, 1]
+    a, b = max(a, b), min(a, b)
+    angle = math.degrees(math.atan2(uy, ux))
+    return Ellipse(float(cx * scale + mean[0]), float(cy * scale + mean[1]), float(a), float(b),
+                   float((angle + 90.0) % 180.0 - 90.0))
+
+
+def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
+    """The head ellipse: :func:`fit_ellipse_direct` on the outer boundary of the largest component.
+
+    The boundary points are pixel centres, half a pixel inside the region's edge, so the fitted
+    semi-axes grow by half a pixel: a rasterised ellipse of semi-axes (a, b) fits back to about
+    (a, b). The browser and Android ports compute the same ellipse from the same class map.
+
+    Returns:
+        The ellipse, or None when the mask holds fewer than 5 boundary points or none fits.
+    """
+    e = fit_ellipse_direct(boundary_points(largest_component(np.asarray(mask, bool))))
+    if e is None:
+        return None
+    return Ellipse(e.cx, e.cy, e.a + 0.5, e.b + 0.5, e.angle_deg)
 
 
 def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float) -> float | None:

@@ -182,9 +182,36 @@ def edgetpu_report(info: dict) -> dict:
     }
 
 
+def training_domain_of(dataset) -> dict:
+    """What a model is trained on, for its card: the dataset's name, its reader format and note.
+
+    The name is the one ``dataset.json`` gives (``lightseg-phantom`` for ``lightseg data synth``;
+    an augmented copy names its source's with `` (augmented)``), else the reader format
+    (``hc18``, ``psfhs``, ...). A measurement shows it, so an HC from a model trained on the
+    phantom is not taken for one from a model trained on real scans.
+    """
+    def info(root) -> dict:
+        try:
+            return json.loads((Path(root) / "dataset.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    meta = info(dataset.root)
+    name = meta.get("name")
+    if not name and meta.get("augmented_from"):
+        source = info(meta["augmented_from"]).get("name")
+        name = f"{source} (augmented)" if source else None
+    return {"dataset": name or dataset.format, "format": dataset.format, "note": meta.get("note")}
+
+
 def build_card(content: bytes, *, name: str, classes: Iterable[str], colors: Iterable[Iterable[int]],
-               size: int, quant: str, info: dict | None = None, **extra) -> dict:
-    """The model card (JSON-safe dict) for a flatbuffer; ``extra`` adds data/metrics/... fields."""
+               size: int, quant: str, info: dict | None = None, training_domain: dict | None = None,
+               **extra) -> dict:
+    """The model card (JSON-safe dict) for a flatbuffer; ``extra`` adds data/metrics/... fields.
+
+    ``training_domain`` (:func:`training_domain_of`) is always written, null when unknown; readers
+    take a card without it (older exports) as unknown.
+    """
     info = info or inspect_tflite(content)
     return {
         "schema": CARD_SCHEMA,
@@ -208,6 +235,7 @@ def build_card(content: bytes, *, name: str, classes: Iterable[str], colors: Ite
         },
         "outputs": info["outputs"],
         "edgetpu": edgetpu_report(info),
+        "training_domain": training_domain,
         **extra,
     }
 
@@ -242,6 +270,7 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
         colors=class_colors(rd.dataset.num_classes), size=size, quant=quant,
         model={"architecture": rd.cfg.model.name, "options": rd.cfg.model.options,
                "parameters": int(model.count_params()), "source": model_file or BEST_MODEL},
+        training_domain=training_domain_of(rd.dataset),
         training_data={"path": str(rd.dataset.root), "format": rd.dataset.format, "train_images": len(train),
                        "calibration_images": len(calib) if quant == "int8" else 0},
         metrics=json.loads(summary.read_text()) if summary.exists() else None,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lightseg_tf.core.io import sha256_file
+from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
 from lightseg_tf.models.saving import load_trained_model
@@ -63,6 +64,22 @@ def read_card(path: str | Path) -> dict:
     return card
 
 
+def training_domain_text(card: dict) -> str | None:
+    """What the carded model was trained on, as one line ("lightseg-phantom (lightseg)").
+
+    From the card's ``training_domain`` (written by :func:`lightseg_tf.deploy.convert.build_card`);
+    a card written before that field existed falls back to its ``training_data`` (folder name
+    and format). None when the card says nothing. ``trainingDomain`` in ``tflite/web/core.js``
+    is the same rule.
+    """
+    domain, data = card.get("training_domain") or {}, card.get("training_data") or {}
+    name = domain.get("dataset") or (Path(data["path"]).name if data.get("path") else None)
+    fmt = domain.get("format") or data.get("format")
+    if not name:
+        return fmt
+    return f"{name} ({fmt})" if fmt and fmt != name else name
+
+
 class TFLitePredictor(Predictor):
     """A checked TFLite segmentation model (made by ``lightseg export``) with its card."""
 
@@ -86,6 +103,28 @@ class TFLitePredictor(Predictor):
 
     def predict_probs(self, images: np.ndarray) -> np.ndarray:
         return np.stack([self.run(im)[1] for im in images])
+
+    def class_map(self, boxed: np.ndarray) -> np.ndarray:
+        """The graph's own ``class_map`` (uint8 ``[S, S]``) of one uint8 letterbox ``[S, S]``."""
+        x = np.asarray(boxed, np.uint8).reshape(1, self.size, self.size, 1)
+        if self.card["input"]["dtype"] != "uint8":
+            x = x.astype(np.float32) / 255.0
+        out = self.interpreter.get_signature_runner()(image=x)["class_map"]
+        return np.asarray(out, np.uint8).reshape(self.size, self.size)
+
+    def predict_mask(self, image: np.ndarray) -> np.ndarray:
+        """Class map ``[H, W]`` at the ORIGINAL size, computed as every device computes it.
+
+        The image as uint8 gray -> :func:`letterbox_uint8` -> the graph's ``class_map`` ->
+        :func:`unletterbox_mask` (nearest at half-pixel centres): bit for bit what
+        ``tflite/run_edge.py``, the browser demo and the Android app do, so ``lightseg measure``
+        on a .tflite gives the HC they give. (Bilinear un-letterboxing of the probabilities, as
+        the Keras path and ``evaluate`` do, moves HC by up to about 1 % on 800x540 images:
+        ``experiments/hc_parity.py``.)
+        """
+        gray = np.clip(np.round(np.asarray(image, np.float32).reshape(image.shape[:2]) * 255.0), 0, 255)
+        boxed, lb = letterbox_uint8(gray.astype(np.uint8), self.size)
+        return unletterbox_mask(self.class_map(boxed), lb)
 
 
 def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) -> TFLitePredictor:

@@ -15,6 +15,7 @@ from lightseg_tf.core.io import atomic_path, read_class_mask, read_gray, read_pi
 from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
 from lightseg_tf.data.readers.hc18 import filled_head_mask
+from lightseg_tf.deploy.runtime import training_domain_text
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 
@@ -42,7 +43,7 @@ def mask_classes(mask_path: str | Path) -> tuple[str, ...]:
 
 FIELDS = ("image", "units", "hc", "bpd", "ofd", "cephalic_index", "csp_width", "lv_width", "lv_flag",
           "ga_weeks_hadlock", "ga_weeks_intergrowth", "ga_weeks", "hc_z", "hc_centile", "bpd_z", "bpd_centile",
-          "flags", "notes")
+          "flags", "notes", "training_domain")
 
 
 def report_lines(m: dict, notes: bool = True) -> list[str]:
@@ -52,7 +53,7 @@ def report_lines(m: dict, notes: bool = True) -> list[str]:
     flags were decided on. Flags follow as ``! ...``; ``notes`` (why a value is missing) as ``(...)``.
     """
     if "hc" not in m:
-        return ["no head found"] + [f"({n})" for n in m.get("notes", []) if notes]
+        return ["no head found"] + [f"({n})" for n in m.get("notes", []) if notes] + _domain(m)
     u = m["units"]
     lines = [f"HC {m['hc']:.1f} {u}, BPD {m['bpd']:.1f} {u}, OFD {m['ofd']:.1f} {u}, CI {m['cephalic_index']:.1f}"]
     widths = [f"{name} {m[key]:.1f} {u}" for key, name in (("csp_width", "CSP"), ("lv_width", "LV"))
@@ -68,7 +69,14 @@ def report_lines(m: dict, notes: bool = True) -> list[str]:
         sizes = [f"{k.upper()} centile {m[k + '_centile']:.1f} (z {m[k + '_z']:+.2f})" for k in ("hc", "bpd")
                  if m.get(k + "_centile") is not None]
         lines.append(f"at GA {format_ga(m['ga_weeks'])} weeks: " + (", ".join(sizes) or "no centiles"))
-    return lines + [f"! {f}" for f in m["flags"]] + [f"({n})" for n in m.get("notes", []) if notes]
+    return lines + [f"! {f}" for f in m["flags"]] + [f"({n})" for n in m.get("notes", []) if notes] + _domain(m)
+
+
+def _domain(m: dict) -> list[str]:
+    """The model card's training domain, shown next to every measurement made with a carded model."""
+    if "training_domain" not in m:
+        return []
+    return [f"model trained on: {m['training_domain'] or 'unknown (older model card)'}"]
 
 
 def annotate(image: np.ndarray, mask: np.ndarray, m: dict, num_classes: int) -> Image.Image:
@@ -104,12 +112,19 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         pixel_sizes: file name -> mm, overriding ``pixel_size_mm`` per image.
         ga_weeks: the GA known from dating, for HC / BPD centiles and z-scores (None: GA from HC only).
 
+    A .tflite model segments as the devices do (:meth:`TFLitePredictor.predict_mask`), so the
+    HC here is the browser's and the Android app's; its card's training domain goes into each
+    row (``training_domain``) and onto the PNG.
+
     Returns:
-        One :func:`~lightseg_tf.anatomy.biometry.measure_mask` dict per image, plus ``image``.
+        One :func:`~lightseg_tf.anatomy.biometry.measure_mask` dict per image, plus ``image``
+        (and ``training_domain`` for a carded model).
     """
 
     if masks is not None and len(masks) != len(images):
         raise LightsegError(f"{len(masks)} masks for {len(images)} images; give one mask per image")
+    card = getattr(model, "card", None) if masks is None else None
+    domain = training_domain_text(card) if card else None
     rows = []
     for k, path in enumerate(images):
         image = read_gray(path)
@@ -123,6 +138,8 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         px = (pixel_sizes or {}).get(Path(path).name, pixel_size_mm)
         m = measure_mask(mask, classes, px, ga_weeks)
         m["image"] = str(path)
+        if card:
+            m["training_domain"] = domain
         rows.append(m)
         if out_dir is not None:
             target = Path(out_dir) / f"{Path(path).stem}_measure.png"

@@ -144,3 +144,49 @@ def test_hc_errors_are_signed_and_split_by_hc_quartile(phantom_dir, tmp_path):
     assert len(quartiles) == 4 and sum(q["n"] for q in quartiles) == len(ds)
     assert all(q["mean_signed"] > 0 for q in quartiles)
     assert (tmp_path / "g_per_image.csv").exists() and "all" in format_hc_errors(grown)
+
+
+def test_direct_fit_is_opencvs_fit_ellipse_direct_on_the_contour_pixels():
+    """fit_ellipse_direct is Fitzgibbon's direct fit (OpenCV fitEllipseDirect), boundary_points
+    are the pixels of OpenCV's outer contour (each once), on noisy blobs like a model's output."""
+    import cv2
+
+    from lightseg_tf.anatomy.biometry import boundary_points, fit_ellipse_direct, largest_component
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:160] + 0.5
+    for _ in range(40):
+        a, b, t = rng.uniform(15, 60), rng.uniform(10, 45), rng.uniform(0, np.pi)
+        cx, cy = rng.uniform(50, 110), rng.uniform(40, 80)
+        u, v = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t), -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+        region = largest_component(((u / a) ** 2 + (v / b) ** 2 <= 1) | (rng.random(xx.shape) < 0.03))
+        pts = boundary_points(region)
+        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        traced = max(contours, key=len)[:, 0, :]
+        assert {tuple(p) for p in traced.tolist()} == {tuple(p) for p in (pts - 0.5).astype(int).tolist()}
+        e = fit_ellipse_direct(pts)
+        (ocx, ocy), sides, _ = cv2.fitEllipseDirect(pts.astype(np.float32))
+        assert (e.cx, e.cy) == pytest.approx((ocx, ocy), abs=1e-3)
+        assert (e.a, e.b) == pytest.approx((max(sides) / 2, min(sides) / 2), rel=1e-5)
+    assert fit_ellipse_direct(np.array([[0.0, 0], [1, 1], [2, 2], [3, 3], [4, 4]])) is None  # collinear
+
+
+def test_measure_of_a_tflite_shows_the_training_domain_its_card_holds(phantom_dir, tmp_path, capsys):
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.deploy.convert import build_card, convert, training_domain_of, write_export
+    from lightseg_tf.models import build_model
+
+    domain = training_domain_of(read_dataset(phantom_dir))
+    assert domain["dataset"] == "lightseg-phantom" and domain["format"] == "lightseg" and "synthetic" in domain["note"]
+    model = build_model("unet", (32, 32, 1), 4, base_filters=4, depth=2)
+    rng = np.random.default_rng(0)
+    content = convert(model, "int8", [rng.random((32, 32, 1), dtype=np.float32) for _ in range(3)])
+    card = build_card(content, name="tiny", classes=CLASSES, colors=[[0, 0, 0]] * 4, size=32, quant="int8",
+                      training_domain=domain)
+    path, _ = write_export(content, card, tmp_path / "model.tflite")
+    image = str(phantom_dir / "images" / "00000.png")
+    assert main(["measure", "--model", str(path), image, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["training_domain"] == "lightseg-phantom (lightseg)"
+    assert main(["measure", "--model", str(path), image, "--out", str(tmp_path / "out")]) == 0
+    assert "model trained on: lightseg-phantom (lightseg)" in capsys.readouterr().out
+    assert next(csv.DictReader(open(tmp_path / "out/measurements.csv")))["training_domain"] == "lightseg-phantom (lightseg)"

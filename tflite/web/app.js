@@ -2,7 +2,7 @@
 // logic (letterbox, un-letterbox, overlay, ellipse/HC) is core.js. URL parameters (for links and
 // the automated test): ?model=URL&card=URL&image=URL&px=MM.
 import { Tensor, loadAndCompile, loadLiteRt } from "@litertjs/core";
-import { letterbox, measure, overlay, unletterbox } from "./core.js";
+import { letterbox, measure, overlay, trainingDomain, unletterbox } from "./core.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -71,10 +71,15 @@ function report() {
   const px = parseFloat($("px").value) || null;
   const m = measure(state.classMap, state.h, state.w, state.card.classes.map((c) => c.name), px);
   const fmt = (v) => v.toFixed(1);
+  // The model's training domain beside the numbers: an HC from a phantom-trained model is not
+  // an HC from a model trained on real scans.
+  const domain = trainingDomain(state.card);
   $("result").textContent = `inference ${state.ms.toFixed(1)} ms (LiteRT.js, WebAssembly) — ` +
     (m ? `HC ${fmt(m.hc)} ${m.units}, BPD ${fmt(m.bpd)} ${m.units}, OFD ${fmt(m.ofd)} ${m.units}` +
-         (px ? "" : " (enter the pixel size for millimetres)") : "no head found");
+         (px ? "" : " (enter the pixel size for millimetres)") : "no head found") +
+    ` — model trained on: ${domain || "unknown (the card does not say)"}`;
   document.body.dataset.hc = m ? m.hc.toFixed(3) : "";
+  document.body.dataset.trainingDomain = domain || "";
   document.body.dataset.ms = state.ms.toFixed(2);
   status("done", true);
 }

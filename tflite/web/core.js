@@ -1,7 +1,9 @@
 // The device-side pixel logic of the browser demo, the same contract as Python's
 // lightseg_tf.data.letterbox.letterbox_uint8 / unletterbox_mask and lightseg_tf.anatomy.biometry, and
 // as the Android app's core/*.kt. float32 arithmetic is emulated with Math.fround so the
-// letterbox matches Python bit for bit.
+// letterbox matches Python bit for bit; the ellipse is the same direct least-squares fit on the
+// same boundary pixels as Python's fit_head_ellipse, so HC agrees to rounding
+// (`node check_golden.mjs DIR` checks all of it against the golden vectors).
 
 const f = Math.fround;
 
@@ -74,7 +76,11 @@ export function overlay(gray, classMap, colors, alpha = 0.45) {
 
 const HEAD = new Set(["brain", "head", "fetal head", "skull", "csp", "lv"]);
 
-/** Largest 8-connected component's outer-boundary pixel centres. */
+/**
+ * Largest 8-connected component's outer-boundary pixel centres (Python's boundary_points):
+ * component pixels on the image edge or with a 4-neighbour in the background that reaches the
+ * image edge (so holes neither count nor need filling); each pixel once, in raster order.
+ */
 function boundary(mask, h, w) {
   const label = new Int32Array(h * w), stack = new Int32Array(h * w);
   let best = 0, bestSize = 0, next = 0;
@@ -139,7 +145,11 @@ function cubicRoots(b, c, d) {
   return [0, 2 * Math.PI, 4 * Math.PI].map((t) => m * Math.cos((theta + t) / 3) - b / 3);
 }
 
-/** Direct least-squares ellipse (Fitzgibbon 1999, Halir & Flusser 1998) + half a pixel outwards. */
+/**
+ * Direct least-squares ellipse (Fitzgibbon, Pilu & Fisher 1999, in the stable form of Halir &
+ * Flusser 1998; Python's fit_ellipse_direct, OpenCV's fitEllipseDirect), semi-axes grown by half
+ * a pixel because the boundary runs through pixel centres, half a pixel inside the edge.
+ */
 export function fitEllipse(pts) {
   if (pts.length < 5) return null;
   let mx = 0, my = 0, ss = 0;
@@ -197,5 +207,20 @@ export function measure(classMap, h, w, classes, pixelSizeMm) {
   const e = fitEllipse(boundary(mask, h, w));
   if (!e) return null;
   const k = pixelSizeMm || 1;
-  return { hc: perimeter(e.a, e.b) * k, bpd: 2 * e.b * k, ofd: 2 * e.a * k, units: pixelSizeMm ? "mm" : "px" };
+  return { hc: perimeter(e.a, e.b) * k, bpd: 2 * e.b * k, ofd: 2 * e.a * k, units: pixelSizeMm ? "mm" : "px",
+           ellipse: e };
+}
+
+/**
+ * What the model was trained on, as one line for the page ("lightseg-phantom (lightseg)"), from
+ * the card's training_domain; a card written before that field existed falls back to its
+ * training_data (folder name and format); null when the card says nothing.
+ */
+export function trainingDomain(card) {
+  const d = card && card.training_domain;
+  const t = card && card.training_data;
+  const name = (d && d.dataset) || (t && t.path ? t.path.split(/[\\/]/).filter(Boolean).pop() : null);
+  const format = (d && d.format) || (t && t.format) || null;
+  if (!name) return format;
+  return format && format !== name ? `${name} (${format})` : name;
 }

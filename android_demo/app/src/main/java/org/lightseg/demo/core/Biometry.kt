@@ -1,7 +1,8 @@
 package org.lightseg.demo.core
 
 /**
- * Head biometry from a class map at original resolution, as Python's `lightseg_tf.anatomy.biometry`:
+ * Head biometry from a class map at original resolution, the same ellipse as Python's
+ * `lightseg_tf.anatomy.biometry.fit_head_ellipse` (to rounding; GoldenTest checks 1e-9):
  * the head is the union of the head-like classes; its largest 8-connected component (holes
  * filled) gives an outer boundary, the points (pixel centres) get a direct least-squares
  * ellipse (Fitzgibbon, Pilu, Fisher, PAMI 1999, in the numerically stable form of Halir &

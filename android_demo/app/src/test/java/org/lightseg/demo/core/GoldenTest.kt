@@ -7,6 +7,7 @@ import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
 import org.junit.Test
 import java.io.File
+import java.util.zip.GZIPInputStream
 
 /**
  * The app's pre- and post-processing against the golden vectors Python exported
@@ -21,8 +22,11 @@ class GoldenTest {
     private val classes = manifest["classes"] as List<String>
     private val cases = manifest["cases"] as List<Map<String, Any?>>
 
-    private fun raw(case: Map<String, Any?>, key: String): ByteArray =
-        File(dir, (case["files"] as Map<String, String>).getValue(key)).readBytes()
+    /** A golden raw file's bytes; `*.raw.gz` files are gunzipped (older sets hold plain `*.raw`). */
+    private fun raw(case: Map<String, Any?>, key: String): ByteArray {
+        val file = File(dir, (case["files"] as Map<String, String>).getValue(key))
+        return if (file.name.endsWith(".gz")) GZIPInputStream(file.inputStream()).use { it.readBytes() } else file.readBytes()
+    }
 
     private fun dims(case: Map<String, Any?>) = Pair((case["height"] as Double).toInt(), (case["width"] as Double).toInt())
 
@@ -49,21 +53,32 @@ class GoldenTest {
         }
     }
 
+    /**
+     * The same ellipse as Python (same boundary pixels, same direct least-squares fit, float64):
+     * HC, BPD, OFD and the centre within [RTOL] relative. Prints one `parity` line per case.
+     */
     @Test
-    fun headCircumferenceAndBpdAgreeWithPythonWithinOnePercent() {
+    fun ellipseAndHeadCircumferenceAreThoseOfPython() {
         var measured = 0
         for (case in cases) {
             val (h, w) = dims(case)
-            val px = case["pixel_size_mm"] as Double
+            val px = case["pixel_size_mm"] as Double?
             val want = case["measurements"] as Map<String, Double?>
             val got = Biometry.measure(raw(case, "class_map_original"), h, w, classes, px)
-            if (want["hc_mm"] == null) {
+            if (want["hc_px"] == null) {
                 assertNull("Python found no head in ${case["name"]}", got)
                 continue
             }
             assertNotNull("no head found in ${case["name"]}", got)
-            assertEquals("HC of ${case["name"]}", want.getValue("hc_mm")!!, got!!.hc, 0.01 * want.getValue("hc_mm")!!)
-            assertEquals("BPD of ${case["name"]}", want.getValue("bpd_mm")!!, got.bpd, 0.01 * want.getValue("bpd_mm")!!)
+            val e = got!!.ellipse
+            val hcDiff = Math.abs(e.perimeter / want.getValue("hc_px")!! - 1)
+            println("parity ${case["name"]} hc_px=${e.perimeter} python=${want["hc_px"]} rel_diff=$hcDiff")
+            assertEquals("HC of ${case["name"]}", want.getValue("hc_px")!!, e.perimeter, RTOL * want.getValue("hc_px")!!)
+            assertEquals("BPD of ${case["name"]}", want.getValue("bpd_px")!!, 2 * e.b, RTOL * want.getValue("bpd_px")!!)
+            want["ofd_px"]?.let { assertEquals("OFD of ${case["name"]}", it, 2 * e.a, RTOL * it) }
+            want["cx_px"]?.let { assertEquals("centre x of ${case["name"]}", it, e.cx, RTOL * w) }
+            want["cy_px"]?.let { assertEquals("centre y of ${case["name"]}", it, e.cy, RTOL * h) }
+            if (px != null) assertEquals("HC mm of ${case["name"]}", want.getValue("hc_mm")!!, got.hc, RTOL * want.getValue("hc_mm")!!)
             measured += 1
         }
         assertTrue("no golden case has a head to measure", measured > 0)
@@ -92,5 +107,10 @@ class GoldenTest {
         assertEquals(0xFF646464.toInt(), px[0])
         val r = Math.round(100 * 0.55f + colors[1][0] * 0.45f)
         assertEquals(r, (px[1] shr 16) and 0xFF)
+    }
+
+    companion object {
+        /** Same algorithm in float64 on both sides: only rounding may differ. */
+        const val RTOL = 1e-9
     }
 }
