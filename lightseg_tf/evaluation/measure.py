@@ -129,7 +129,9 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
     for k, path in enumerate(images):
         image = read_gray(path)
         if masks is not None:
-            mask = filled_head_mask(masks[k]) if len(classes) == 2 else read_class_mask(masks[k], len(classes))
+            # A user's mask is measured as drawn (no HC18 outline trim).
+            mask = (filled_head_mask(masks[k], trim_px=0) if len(classes) == 2
+                    else read_class_mask(masks[k], len(classes)))
             if mask.shape != image.shape[:2]:
                 raise LightsegError(f"{masks[k]}: mask is {mask.shape[1]}x{mask.shape[0]} but {path} is "
                                     f"{image.shape[1]}x{image.shape[0]}")

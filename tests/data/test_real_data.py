@@ -11,8 +11,10 @@ def test_hc18_ellipse_hc_matches_reference(shared_datasets):
     ds = read_dataset(shared_datasets / "hc18", "hc18")
     rel = np.array([head_circumference_mm(ds.load_mask(r), r.pixel_size_mm) / r.hc_mm - 1 for r in ds.records])
     assert len(rel) >= 871  # the 2026-12-01 copy, third-trimester heads up to 346 mm included
-    assert np.median(np.abs(rel)) < 0.01  # issue 3 asks 3 %, the biometry issue 1 %
-    assert np.abs(rel).max() < 0.05
+    # The reader trims the outline's outer half (a constant 1.42 px rim): untrimmed, the fit was
+    # +0.76 % on average (median |error| 0.70 %); trimmed, the bias is gone.
+    assert np.median(np.abs(rel)) < 0.002 and abs(rel.mean()) < 0.002
+    assert np.abs(rel).max() < 0.02
     # No drift with head size: the relative error of the largest heads is like the smallest's.
     hc = np.array([r.hc_mm for r in ds.records])
     big, small = rel[hc >= 250], rel[hc < 150]
