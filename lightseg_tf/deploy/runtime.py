@@ -17,7 +17,7 @@ import numpy as np
 from lightseg_tf.core.io import sha256_file
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
-from lightseg_tf.models.saving import load_trained_model
+from lightseg_tf.models.saving import is_saved_model, load_trained_model
 from lightseg_tf.runs import open_run
 
 CARD_SCHEMA = "lightseg-model-card/1"
@@ -139,5 +139,5 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
         if tta not in (None, "", "none"):
             raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
         return load_tflite(path, threads=threads)
-    classes = open_run(path).dataset.classes if path.is_dir() else None
+    classes = open_run(path).dataset.classes if path.is_dir() and not is_saved_model(path) else None
     return KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name)

@@ -1,0 +1,81 @@
+"""Bad inputs users met, one test each: the CLI exits 2 with one line naming the file and what to
+do, and leaves nothing partial behind. Every input is built here, tiny (32 px, one conv)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lightseg_tf.cli import main
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes: two snapshots equal = nothing written or removed."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _fails(capsys, argv: list[str], *words) -> str:
+    """Run ``lightseg ARGV``; it must exit 2 with one stderr line containing each of ``words``."""
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lightseg: error: "), lines
+    for w in words:
+        assert str(w) in lines[0], (w, lines[0])
+    return lines[0]
+
+
+def _conv_model(classes: int, layer=None):
+    """A 32x32x1 -> classes model: one 1x1 conv, then ``layer`` if given."""
+    import tf_keras as keras
+
+    inp = keras.Input((32, 32, 1))
+    out = keras.layers.Conv2D(classes, 1)(inp)
+    return keras.Model(inp, layer(out) if layer is not None else out)
+
+
+def _run_dir(path: Path, data: Path) -> Path:
+    """A run folder as ``lightseg train`` leaves it, without the training (config + split)."""
+    from lightseg_tf.config import dump_config, load_config
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.split import make_split, save_split
+
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(dump_config(load_config(None, [f"data.path={data}", "data.image_size=32"])))
+    save_split(make_split(read_dataset(data)), path / "split.json")
+    return path
+
+
+@pytest.fixture()
+def image(phantom_dir) -> Path:
+    return sorted((phantom_dir / "images").glob("*.png"))[0]
+
+
+# 1 -------------------------------------------------------------- models that carry code
+
+def test_model_with_lambda_payload_is_refused_and_never_runs(tmp_path, capsys, phantom_dir, image):
+    import tf_keras as keras
+
+    marker = tmp_path / "payload_ran"
+    payload = eval(f"lambda t: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), t)[1]")
+    model = _conv_model(4, keras.layers.Lambda(payload))
+    run = _run_dir(tmp_path / "run", phantom_dir)
+    model.save(run / "best.h5")  # a run folder whose best model is this .h5
+    shutil.copy(run / "best.h5", tmp_path / "evil.h5")
+    model.save(tmp_path / "evil.keras")
+    marker.unlink()  # building the model ran the payload once, here
+    before = _tree(tmp_path)
+    out = tmp_path / "out"
+    evil = tmp_path / "evil.h5"
+    for argv, named in (
+            (["evaluate", evil, "--data", phantom_dir, "--split", "all", "--out", out], evil),
+            (["measure", "--model", evil, image, "--classes", "background", "Brain", "CSP", "LV", "--out", out], evil),
+            (["evaluate", run, "--data", phantom_dir, "--out", out], run / "best.h5"),
+            (["export", run, "--model-file", "best.h5", "--out", out / "m.tflite"], run / "best.h5"),
+            (["evaluate", tmp_path / "evil.keras", "--data", phantom_dir, "--split", "all", "--out", out],
+             tmp_path / "evil.keras")):
+        _fails(capsys, argv, named, "Lambda layer", "refused", "made by lightseg")
+        assert not marker.exists(), argv
+    assert _tree(tmp_path) == before
