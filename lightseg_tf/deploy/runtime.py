@@ -68,7 +68,8 @@ class TFLitePredictor(Predictor):
 
     def __init__(self, path: Path, card: dict, interpreter):
         super().__init__(int(card["input"]["size"]), [c["name"] for c in card["classes"]],
-                         card.get("name", Path(path).stem))
+                         card.get("name", Path(path).stem), num_classes=int(card["outputs"]["probs"]["shape"][-1]),
+                         source=str(path))
         self.path, self.card, self.interpreter = Path(path), card, interpreter
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,4 +141,4 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
             raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
         return load_tflite(path, threads=threads)
     classes = open_run(path).dataset.classes if path.is_dir() and not is_saved_model(path) else None
-    return KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name)
+    return KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name, source=str(path))

@@ -88,6 +88,8 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
 
     if masks is not None and len(masks) != len(images):
         raise LightsegError(f"{len(masks)} masks for {len(images)} images; give one mask per image")
+    if model is not None:
+        model.check_classes(classes, "the class list")
     rows = []
     for k, path in enumerate(images):
         image = read_gray(path)

@@ -79,3 +79,21 @@ def test_model_with_lambda_payload_is_refused_and_never_runs(tmp_path, capsys, p
         _fails(capsys, argv, named, "Lambda layer", "refused", "made by lightseg")
         assert not marker.exists(), argv
     assert _tree(tmp_path) == before
+
+
+# 2 -------------------------------------------------------------- a model meets other data
+
+def test_model_with_other_classes_than_the_data_is_refused(tmp_path, capsys, phantom_dir, image):
+    out = tmp_path / "out"
+    # The phantom has 4 classes: a 2-class model printed a bogus Dice table, a 6-class one crashed.
+    for classes in (2, 6):
+        path = tmp_path / f"c{classes}.keras"
+        _conv_model(classes).save(path)
+        before = _tree(tmp_path)
+        for argv in (["evaluate", path, "--data", phantom_dir, "--split", "all", "--out", out],
+                     ["robustness", path, "--data", phantom_dir, "--split", "all", "--out", out],
+                     ["measure", "--model", path, image, "--classes", "background", "Brain", "CSP", "LV",
+                      "--out", out]):
+            _fails(capsys, argv, path, f"outputs {classes} classes", "has 4", "use a model trained on these")
+        assert _tree(tmp_path) == before
+
