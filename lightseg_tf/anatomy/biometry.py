@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from lightseg_tf.errors import LightsegError
+
 
 def ellipse_perimeter(a: float, b: float) -> float:
     """Ramanujan's second approximation of an ellipse's perimeter (semi-axes ``a``, ``b``).
@@ -48,6 +50,14 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == (1 + int(np.argmax(sizes))))
 
 
+def outer_boundary(region: np.ndarray) -> np.ndarray:
+    """Pixel-centre points ``[N, 2]`` (x, y) of the longest outer contour of a boolean mask."""
+    contours, _ = cv2.findContours(np.asarray(region, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return np.zeros((0, 2))
+    return max(contours, key=len)[:, 0, :].astype(np.float64) + 0.5  # pixel centres
+
+
 def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
     """Least-squares ellipse through the outer boundary of the largest component of ``mask``.
 
@@ -56,21 +66,32 @@ def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
     outwards so a rasterised ellipse of semi-axes (a, b) fits back to about (a, b).
 
     Returns:
-        The ellipse, or None when the mask holds fewer than 5 boundary points.
+        The ellipse, or None when the mask holds fewer than 5 boundary points or they admit no
+        finite ellipse.
     """
-    region = largest_component(np.asarray(mask, bool))
-    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return None
-    pts = max(contours, key=len)[:, 0, :].astype(np.float64) + 0.5  # pixel centres
+    pts = outer_boundary(largest_component(np.asarray(mask, bool)))
     if len(pts) < 5:
         return None
     (cx, cy), (d1, d2), angle = cv2.fitEllipse(pts.astype(np.float32))
+    if not np.all(np.isfinite([cx, cy, d1, d2, angle])):
+        return None
     # The contour runs through boundary pixel centres, half a pixel inside the region's edge.
     a, b = d1 / 2 + 0.5, d2 / 2 + 0.5
     if b > a:
         a, b, angle = b, a, angle + 90.0
     return Ellipse(float(cx), float(cy), float(a), float(b), float((angle + 90.0) % 180.0 - 90.0))
+
+
+def check_pixel_size(value, where: str) -> float:
+    """``value`` as mm per pixel; a LightsegError naming ``where`` unless it is finite and > 0."""
+    try:
+        mm = float(value)
+    except (TypeError, ValueError):
+        mm = math.nan
+    if not (math.isfinite(mm) and mm > 0):
+        raise LightsegError(f"{where}: pixel size {value!r} is not a positive number of mm per pixel; "
+                            "give the scanner's value (e.g. 0.1), or none to measure in pixels")
+    return mm
 
 
 def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float) -> float | None:
@@ -87,6 +108,10 @@ def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float) -> float | Non
 #   (ISUOG 2020); width outside about 2-9 mm is flagged for review.
 LV_LIMITS_MM = (10.0, 12.0, 15.0)
 CSP_RANGE_MM = (2.0, 9.0)
+# A fitted head below these is not a head shape to measure: fetal cephalic indices run about
+# 70-85 (BPD/OFD 0.7-0.85), and a few dozen boundary pixels cannot fix an ellipse's axes.
+MIN_AXIS_RATIO = 0.5
+MIN_BOUNDARY_POINTS = 20
 
 HEAD_CLASS_NAMES = {"brain", "head", "fetal head", "skull", "csp", "lv"}
 
@@ -115,6 +140,25 @@ def lv_flag(width_mm: float | None) -> str | None:
     return "mild" if width_mm < moderate else ("moderate" if width_mm < severe else "severe")
 
 
+def head_shape_flags(head: np.ndarray, ell: Ellipse) -> list[str]:
+    """Why a head's ellipse may not be trusted: cut by the image border, too few boundary points,
+    too elongated to be a head, or a fit whose area is not within a factor 2 of the head's (the
+    least-squares fit of a thin or ragged outline can land anywhere)."""
+    flags = []
+    if head[0].any() or head[-1].any() or head[:, 0].any() or head[:, -1].any():
+        flags.append("head cut by the image border: HC underestimated")
+    points = len(outer_boundary(head))
+    if points < MIN_BOUNDARY_POINTS:
+        flags.append(f"degenerate head ellipse: {points} boundary points, too few to measure")
+    if ell.b / ell.a < MIN_AXIS_RATIO:
+        flags.append(f"degenerate head ellipse: axis ratio {ell.b / ell.a:.2f} (below {MIN_AXIS_RATIO}), "
+                     "not a head shape; check the segmentation")
+    area = math.pi * ell.a * ell.b / max(int(head.sum()), 1)
+    if not 0.5 <= area <= 2.0:
+        flags.append(f"degenerate head ellipse: its area is {area:.2f} x the head's; check the segmentation")
+    return flags
+
+
 def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict:
     """Biometry of one class map at ORIGINAL resolution.
 
@@ -122,17 +166,21 @@ def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict
     plus the structures inside it). HC (Ramanujan), BPD and OFD (the ellipse's minor and major
     axes), cephalic index, centre and angle; CSP width and LV atrial width measured across
     the midline (the head's major axis) where those classes exist; flags against the ranges
-    above. Lengths in mm when ``pixel_size_mm`` is known, else in pixels (``units`` says which).
+    above, and :func:`head_shape_flags` (a head cut by the border, a degenerate ellipse). Lengths in mm when ``pixel_size_mm`` is known, else in pixels (``units`` says which).
     """
     names = [c.lower() for c in classes]
+    if pixel_size_mm is not None:
+        pixel_size_mm = check_pixel_size(pixel_size_mm, "measure")
     scale = pixel_size_mm or 1.0
     units = "mm" if pixel_size_mm else "px"
     head_ids = [k for k, n in enumerate(names) if k > 0 and n in HEAD_CLASS_NAMES]
     out: dict = {"units": units, "pixel_size_mm": pixel_size_mm, "flags": []}
-    ell = fit_head_ellipse(np.isin(mask, head_ids)) if head_ids else None
+    head = largest_component(np.isin(mask, head_ids))
+    ell = fit_head_ellipse(head) if head.any() else None
     if ell is None:
-        out["flags"].append("no head found")
+        out["flags"].append("no head found" if head.sum() < 5 else "degenerate head: no ellipse fits its outline")
         return out
+    out["flags"] += head_shape_flags(head, ell)
     out.update({
         "hc": ell.perimeter * scale, "bpd": 2 * ell.b * scale, "ofd": 2 * ell.a * scale,
         "cephalic_index": 100.0 * ell.b / ell.a, "centre_x": ell.cx * scale, "centre_y": ell.cy * scale,

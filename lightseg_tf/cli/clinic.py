@@ -50,28 +50,16 @@ def register(sub) -> None:
 
 
 def run_measure(args) -> int:
-    from lightseg_tf.deploy.runtime import load_predictor
-    from lightseg_tf.errors import LightsegError
-    from lightseg_tf.evaluation.measure import mask_classes, measure_files, read_pixel_sizes
+    from lightseg_tf.evaluation.measure import measure_paths
 
-    pixel = args.pixel_size
-    if pixel is None and len(args.images) == 1 and args.images[0].lower().endswith((".dcm", ".dicom")):
-        from lightseg_tf.data.readers import read_dataset
-
-        pixel = read_dataset(args.images[0], "dicom").records[0].pixel_size_mm
-    model = None if args.mask else load_predictor(args.model)
-    classes = tuple(args.classes) if args.classes else (mask_classes(args.mask[0]) if args.mask else model.classes)
-    if classes is None:
-        raise LightsegError(f"{args.model}: the model has no class names; pass --classes background Brain CSP LV")
-    per_image = read_pixel_sizes(args.pixel_sizes) if args.pixel_sizes else None
-    rows = measure_files(args.images, classes, model=model, masks=args.mask, pixel_size_mm=pixel,
-                         out_dir=args.out, pixel_sizes=per_image)
+    rows = measure_paths(args.images, model=args.model, masks=args.mask, classes=args.classes,
+                         pixel_size_mm=args.pixel_size, pixel_sizes_csv=args.pixel_sizes, out_dir=args.out)
     if args.json:
         print(json.dumps(rows, indent=2, default=float))
         return 0
     for r in rows:
         if "hc" not in r:
-            print(f"{r['image']}: no head found")
+            print(f"{r['image']}: {'; '.join(r['flags'])}")
             continue
         u = r["units"]
         line = (f"{r['image']}: HC {r['hc']:.1f} {u}, BPD {r['bpd']:.1f} {u}, OFD {r['ofd']:.1f} {u}, "

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -49,6 +50,55 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder to write a command's outputs into; they move into ``out_dir`` (each by
+    a rename) only when the block succeeds. On failure nothing new is left: the staging folder is
+    deleted, and the folders this call created for ``out_dir``."""
+    out = Path(out_dir)
+    created = None if out.exists() else next(p for p in (*reversed(out.parents), out) if not p.exists())
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield stage
+        for item in sorted(stage.rglob("*")):
+            if item.is_file():
+                target = out / item.relative_to(stage)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of a user's file (``what`` says which, e.g. "pixel-size CSV"), every failure a
+    LightsegError naming the file."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8-sig")  # a spreadsheet's byte-order mark is not text
+    except FileNotFoundError:
+        raise LightsegError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise LightsegError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise LightsegError(f"{path}: the {what} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                            "save it as UTF-8") from None
+
+
+def read_csv(path: str | os.PathLike, what: str, dicts: bool = False) -> list:
+    """Rows of a user's CSV file, read as in :func:`read_text_file`: lists of cells (header
+    included) or, with ``dicts``, dicts keyed by the header (``csv.DictReader``)."""
+    text = io.StringIO(read_text_file(path, what), newline="")
+    try:
+        return list(csv.DictReader(text) if dicts else csv.reader(text))
+    except csv.Error as exc:
+        raise LightsegError(f"{path}: the {what} is not valid CSV ({exc})") from None
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -97,3 +97,46 @@ def test_model_with_other_classes_than_the_data_is_refused(tmp_path, capsys, pha
             _fails(capsys, argv, path, f"outputs {classes} classes", "has 4", "use a model trained on these")
         assert _tree(tmp_path) == before
 
+
+# 3 -------------------------------------------------------------- measure
+
+def _png(path: Path, array) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+    return path
+
+
+def test_measure_refuses_bad_pixel_sizes_and_flags_heads_it_cannot_trust(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    img = _png(tmp_path / "img.png", np.full((48, 48), 90))
+    empty = _png(tmp_path / "empty.png", np.zeros((48, 48)))
+    cut = np.zeros((48, 48))
+    cut[10:30, 0:20] = 255  # touches the left edge
+    cut = _png(tmp_path / "cut.png", cut)
+    thin = np.zeros((48, 48))
+    thin[20:22, 5:40] = 255  # two pixels tall: no head shape
+    thin = _png(tmp_path / "thin.png", thin)
+    small = _png(tmp_path / "small.png", np.zeros((40, 40)))
+    csv = tmp_path / "px.csv"
+    csv.write_text("filename,pixel size(mm)\nimg.png,-0.1\n")
+    out = tmp_path / "out"
+    before = _tree(tmp_path)
+    for px in ("-0.2", "nan", "inf", "0"):
+        _fails(capsys, ["measure", "--mask", cut, img, "--pixel-size", px, "--out", out],
+               "--pixel-size", "not a positive number of mm per pixel")
+    _fails(capsys, ["measure", "--mask", cut, img, "--pixel-sizes", csv, "--out", out], f"{csv}:2", "-0.1")
+    # the second image fails after the first was measured: nothing of the first is left either
+    _fails(capsys, ["measure", "--mask", cut, "--mask", small, img, img, "--out", out], small, "40x40")
+    assert _tree(tmp_path) == before and not out.exists()
+
+    assert main(["measure", "--mask", str(empty), "--mask", str(cut), "--mask", str(thin), str(img), str(img), str(img),
+                 "--pixel-size", "0.1", "--json"]) == 0
+    none, border, degenerate = (r["flags"] for r in json.loads(capsys.readouterr().out))
+    assert none == ["no head found"]
+    assert border == ["head cut by the image border: HC underestimated"]
+    assert any(f.startswith("degenerate head ellipse") for f in degenerate)
