@@ -140,3 +140,25 @@ def test_measure_refuses_bad_pixel_sizes_and_flags_heads_it_cannot_trust(tmp_pat
     assert none == ["no head found"]
     assert border == ["head cut by the image border: HC underestimated"]
     assert any(f.startswith("degenerate head ellipse") for f in degenerate)
+
+
+# 4 -------------------------------------------------------------- HC18 pixel sizes
+
+def test_hc18_image_without_a_valid_pixel_size_is_refused(tmp_path, capsys):
+    import numpy as np
+
+    ts = tmp_path / "hc18" / "training_set"
+    ts.mkdir(parents=True)
+    yy, xx = np.mgrid[:32, :32]
+    head = ((xx - 16) / 10) ** 2 + ((yy - 16) / 7) ** 2 <= 1
+    for name in ("000_HC", "001_HC"):
+        _png(ts / f"{name}.png", np.full((32, 32), 80))
+        _png(ts / f"{name}_Annotation.png", head * 255)
+    csv = tmp_path / "hc18" / "training_set_pixel_size_and_HC.csv"
+    header = "filename,pixel size(mm),head circumference (mm)\n000_HC.png,0.1,17.3\n"
+    argv = ["data", "inspect", tmp_path / "hc18", "--format", "hc18"]
+    csv.write_text(header)  # 001_HC.png has no row: it used to load without a pixel size
+    _fails(capsys, argv, ts / "001_HC.png", csv, "add its row")
+    for bad in ("-0.1", "nan"):
+        csv.write_text(header + f"001_HC.png,{bad},17.3\n")
+        _fails(capsys, argv, f"{csv}:3", bad, "not a positive number of mm per pixel")
