@@ -162,3 +162,35 @@ def test_hc18_image_without_a_valid_pixel_size_is_refused(tmp_path, capsys):
     for bad in ("-0.1", "nan"):
         csv.write_text(header + f"001_HC.png,{bad},17.3\n")
         _fails(capsys, argv, f"{csv}:3", bad, "not a positive number of mm per pixel")
+
+
+# 5 -------------------------------------------------------------- data fetch
+
+def test_fetch_never_replaces_a_users_folder_nor_writes_outside_dest(tmp_path, capsys):
+    import io
+    import tarfile
+    import zipfile
+
+    from lightseg_tf.data.fetch import RELEASES
+
+    dest = tmp_path / "data"
+    (dest / "training_set").mkdir(parents=True)
+    (dest / "training_set" / "mine.txt").write_text("the user's own notes")
+    with zipfile.ZipFile(dest / RELEASES["hc18"].filename, "w") as z:  # downloaded by hand, as fetch says
+        z.writestr("training_set/000_HC.png", b"png")
+    before = _tree(tmp_path)
+    _fails(capsys, ["data", "fetch", "hc18", dest], dest / "training_set", "replaces nothing", "--force")
+    assert _tree(tmp_path) == before  # it used to delete training_set/ and the user's file with it
+    assert main(["data", "fetch", "hc18", str(dest), "--force"]) == 0
+    assert (dest / "training_set.before-fetch" / "mine.txt").read_text() == "the user's own notes"
+    assert (dest / "training_set" / "000_HC.png").read_bytes() == b"png"
+
+    evil = tmp_path / "evil" / RELEASES["hc18"].filename  # a tar under the zip's name: read by content
+    evil.parent.mkdir()
+    with tarfile.open(evil, "w") as t:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"out"))
+    before = _tree(tmp_path)
+    _fails(capsys, ["data", "fetch", "hc18", evil.parent], evil, "outside the destination", "delete it")
+    assert _tree(tmp_path) == before and not (tmp_path / "escaped.txt").exists()
