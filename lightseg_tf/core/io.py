@@ -91,6 +91,18 @@ def read_text_file(path: str | os.PathLike, what: str) -> str:
                             "save it as UTF-8") from None
 
 
+def read_json_file(path: str | os.PathLike, what: str, missing: str | None = None):
+    """The parsed JSON of a user's file, read as in :func:`read_text_file`; ``missing`` is the
+    message (after the path) when the file does not exist."""
+    path = Path(path)
+    if missing is not None and not path.is_file():
+        raise LightsegError(f"{path}: {missing}")
+    try:
+        return json.loads(read_text_file(path, what))
+    except json.JSONDecodeError as exc:
+        raise LightsegError(f"{path}: the {what} is not valid JSON ({exc})") from None
+
+
 def read_csv(path: str | os.PathLike, what: str, dicts: bool = False) -> list:
     """Rows of a user's CSV file, read as in :func:`read_text_file`: lists of cells (header
     included) or, with ``dicts``, dicts keyed by the header (``csv.DictReader``)."""
@@ -149,6 +161,9 @@ def read_pil(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return im.copy()
+    except Image.DecompressionBombError as exc:
+        raise LightsegError(f"{path}: refused as a possible decompression bomb ({exc}); "
+                            "pass the scan itself, or a smaller export of it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise LightsegError(
             f"{path}: cannot decode image ({exc}); the file is corrupt or truncated, replace it"

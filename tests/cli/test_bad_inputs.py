@@ -194,3 +194,51 @@ def test_fetch_never_replaces_a_users_folder_nor_writes_outside_dest(tmp_path, c
     before = _tree(tmp_path)
     _fails(capsys, ["data", "fetch", "hc18", evil.parent], evil, "outside the destination", "delete it")
     assert _tree(tmp_path) == before and not (tmp_path / "escaped.txt").exists()
+
+
+# 6 -------------------------------------------------------------- plain user errors, not internal ones
+
+def _bomb_png(path: Path) -> Path:
+    """A PNG whose header claims 30000x30000 pixels (its data is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_user_errors_are_one_line_not_internal_errors(tmp_path, capsys, phantom_dir):
+    import json
+
+    import numpy as np
+
+    img = _png(tmp_path / "img.png", np.full((48, 48), 90))
+    mask = _png(tmp_path / "mask.png", np.zeros((48, 48)))
+    latin1 = tmp_path / "px.csv"
+    latin1.write_bytes("filename,pixel size (mm)\nimg.png,0.1 \xb5m\n".encode("latin-1"))
+    bomb = _bomb_png(tmp_path / "bomb.png")
+    flipped = tmp_path / "flipped.keras"
+    _conv_model(4).save(flipped)
+    blob = bytearray(flipped.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # inside the zipped weights: a CRC error (BadZipFile) on reading
+    flipped.write_bytes(bytes(blob))
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"not checked before its card")
+    out = tmp_path / "out"
+    data = ["--data", phantom_dir, "--split", "all", "--out", out]
+    before = _tree(tmp_path)
+    _fails(capsys, ["measure", "--mask", mask, img, "--pixel-sizes", latin1, "--out", out], latin1, "UTF-8")
+    _fails(capsys, ["measure", "--mask", mask, bomb, "--out", out], bomb, "decompression bomb", "pass the scan")
+    _fails(capsys, ["evaluate", flipped, *data], flipped, "BadZipFile", "corrupt", "replace it")
+    _fails(capsys, ["measure", "--mask", tmp_path / "missing.png", img, "--out", out],
+           tmp_path / "missing.png", "check the path")
+    card = tmp_path / "m.json"
+    for content, problem in (({"schema": "lightseg-model-card/1", "name": "m"}, "no SHA-256"), ([1, 2], "JSON list")):
+        card.write_text(json.dumps(content))
+        _fails(capsys, ["evaluate", tflite, *data], card, problem, "re-export")
+    card.unlink()
+    assert _tree(tmp_path) == before and not out.exists()
