@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -52,6 +53,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` left beside ``path`` when a process writing
+    it was killed; returns them."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty folder to write a command's outputs into; they move into ``out_dir`` (each by
@@ -74,6 +85,11 @@ def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(created, ignore_errors=True)
         raise
     shutil.rmtree(stage, ignore_errors=True)
+
+
+def json_text(obj) -> str:
+    """``obj`` as the indented JSON every file of the project is written in."""
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
 def read_text_file(path: str | os.PathLike, what: str) -> str:
@@ -126,7 +142,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text_atomic(path, json_text(obj))
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: Sequence[str] | None = None,

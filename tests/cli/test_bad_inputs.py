@@ -242,3 +242,33 @@ def test_user_errors_are_one_line_not_internal_errors(tmp_path, capsys, phantom_
         _fails(capsys, ["evaluate", tflite, *data], card, problem, "re-export")
     card.unlink()
     assert _tree(tmp_path) == before and not out.exists()
+
+
+# 7 -------------------------------------------------------------- export: model and card as one unit
+
+def test_export_killed_between_model_and_card_never_pairs_new_model_with_old_card(tmp_path, capsys, phantom_dir):
+    import signal
+    import subprocess
+    import sys
+
+    from lightseg_tf.deploy.convert import write_export
+
+    out, card = tmp_path / "m.tflite", tmp_path / "m.json"
+    write_export(b"old model", {"made": "old"}, out)
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, signal
+from lightseg_tf.deploy.convert import write_export
+rename = os.replace
+def replace(src, dst):
+    if str(dst).endswith(".json"):  # the model is in place, its card not yet: die here
+        os.kill(os.getpid(), signal.SIGKILL)
+    rename(src, dst)
+os.replace = replace
+write_export(b"new model", {{"made": "new"}}, {str(out)!r})
+"""], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert out.read_bytes() == b"new model" and not card.exists()  # not the old card beside the new model
+    _fails(capsys, ["evaluate", out, "--data", phantom_dir, "--split", "all"], card, "model card missing",
+           "re-export")
+    write_export(b"newer model", {"made": "newer"}, out)  # the next export also clears the killed one's temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.tflite"]
