@@ -166,7 +166,8 @@ def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None) -> dict
     plus the structures inside it). HC (Ramanujan), BPD and OFD (the ellipse's minor and major
     axes), cephalic index, centre and angle; CSP width and LV atrial width measured across
     the midline (the head's major axis) where those classes exist; flags against the ranges
-    above, and :func:`head_shape_flags` (a head cut by the border, a degenerate ellipse). Lengths in mm when ``pixel_size_mm`` is known, else in pixels (``units`` says which).
+    above, and :func:`head_shape_flags` (a head cut by the border, a degenerate ellipse).
+    Lengths in mm when ``pixel_size_mm`` is known, else in pixels (``units`` says which).
     """
     names = [c.lower() for c in classes]
     if pixel_size_mm is not None:

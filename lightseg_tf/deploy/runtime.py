@@ -53,7 +53,8 @@ def read_card(path: str | Path) -> dict:
     :func:`check_card`."""
     path = Path(path)
     card_path = path.with_suffix(".json") if path.suffix == ".tflite" else path
-    card = read_json_file(card_path, "model card", missing="model card missing; re-export the model with lightseg export")
+    card = read_json_file(card_path, "model card",
+                          missing="model card missing; re-export the model with lightseg export")
     check_card(card, card_path)
     return card
 

@@ -9,8 +9,9 @@ config carries Python bytecode, a ``TFOpLambda`` names any TensorFlow function a
 the config is read here as plain JSON first and every serialised object in it must be on an
 allowlist: Keras' built-in image layers, initializers, regularizers and constraints, this
 project's registered layers and tfmot's quantization classes, with ``module`` inside those
-packages; a ``TFOpLambda`` only for the arithmetic Keras' own MobileNetV3 records. Anything else is refused before Keras sees the file; then it loads in safe mode
-with only the project's own custom objects.
+packages; a ``TFOpLambda`` only for the arithmetic Keras' own MobileNetV3 records. Anything
+else is refused before Keras sees the file; then it loads in safe mode with only the
+project's own custom objects.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import h5py
 import tf_keras as keras
+from google.protobuf.message import DecodeError
 from tf_keras.src.saving.serialization_lib import SafeModeScope
 
 import lightseg_tf.objectives.losses  # noqa: F401  (registers the custom losses for loading)
@@ -47,7 +49,8 @@ _OP_LAYERS = frozenset({"TFOpLambda", "SlicingOpLambda"})
 _TF_OPS = frozenset({"__operators__.add", "__operators__.getitem", "math.add", "math.subtract", "math.multiply",
                      "math.truediv", "math.divide", "nn.relu", "nn.relu6", "math.sigmoid", "nn.sigmoid", "math.tanh"})
 _MODULES = ("keras.layers", "keras.initializers", "keras.regularizers", "keras.constraints",
-            "keras.mixed_precision", "tf_keras.src.engine", "tf_keras.src.layers.core.tf_op_layer", "lightseg_tf.models",
+            "keras.mixed_precision", "tf_keras.src.engine", "tf_keras.src.layers.core.tf_op_layer",
+            "lightseg_tf.models",
             "tensorflow_model_optimization.python.core.quantization.keras", "efficientnet.model")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -58,10 +61,10 @@ def allowed_classes() -> frozenset[str]:
     """Class names a model config may hold (see the module docstring)."""
     list_models()  # imports every architecture module so its custom layers are registered
     names = set(_KERAS_EXTRA | _DATA_MARKERS | _OP_LAYERS)
+    families = tuple(f"tf_keras.src.layers.{family}." for family in _LAYER_FAMILIES)
     for name in dir(keras.layers):
         cls = getattr(keras.layers, name)
-        if (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)
-                and cls.__module__.split(".")[3:4] and cls.__module__.split(".")[3] in _LAYER_FAMILIES):
+        if isinstance(cls, type) and issubclass(cls, keras.layers.Layer) and cls.__module__.startswith(families):
             names.add(name)
     for space, base in ((keras.initializers, keras.initializers.Initializer),
                         (keras.regularizers, keras.regularizers.Regularizer),
@@ -138,6 +141,9 @@ def is_saved_model(path: str | Path) -> bool:
 
 def _model_kind(path: Path) -> str:
     if path.is_dir():
+        if not is_saved_model(path):
+            raise LightsegError(f"{path}: a folder that is neither a run directory nor a SavedModel; "
+                                "pass a run directory or a .keras file")
         return "savedmodel"
     with path.open("rb") as f:
         head = f.read(8)
@@ -160,15 +166,14 @@ def load_model_file(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.exists():
         raise LightsegError(f"{path}: no such model file; pass a run directory or a .keras file")
-    kind = _model_kind(path)
     try:
-        check_model_config(_read_config(path, kind), path)
+        check_model_config(_read_config(path, _model_kind(path)), path)
         with qat_scope(), SafeModeScope(True):
             return keras.models.load_model(str(path), compile=False, safe_mode=True)
     except LightsegError:
         raise
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError, EOFError,
-            zipfile.BadZipFile, zlib.error) as exc:
+            zipfile.BadZipFile, zlib.error, DecodeError) as exc:
         raise LightsegError(f"{path}: cannot load as a Keras model ({type(exc).__name__}: {exc}); "
                             "the file is corrupt or not a lightseg model, replace it") from None
 

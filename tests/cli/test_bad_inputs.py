@@ -55,6 +55,7 @@ def image(phantom_dir) -> Path:
 
 # 1 -------------------------------------------------------------- models that carry code
 
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 def test_model_with_lambda_payload_is_refused_and_never_runs(tmp_path, capsys, phantom_dir, image):
     import tf_keras as keras
 

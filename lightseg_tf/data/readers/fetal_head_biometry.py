@@ -60,7 +60,8 @@ def _pixel_sizes(root: Path) -> dict[str, float]:
             try:
                 sizes[Path(row["Label"]).stem] = float(row["Pixel in mm"])
             except (TypeError, ValueError):
-                raise LightsegError(f"{path}:{line}: 'Pixel in mm' {row.get('Pixel in mm')!r} is not a number") from None
+                raise LightsegError(f"{path}:{line}: 'Pixel in mm' {row.get('Pixel in mm')!r} is not a number"
+                                    ) from None
     return sizes
 
 
