@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from lightseg_tf.anatomy.gestational_age import head_dating
 from lightseg_tf.anatomy.precision import round_half_up, round_mm
+from lightseg_tf.errors import LightsegError
 
 
 def ellipse_perimeter(a: float, b: float) -> float:
@@ -136,6 +137,18 @@ def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
     return Ellipse(e.cx, e.cy, e.a + 0.5, e.b + 0.5, e.angle_deg)
 
 
+def check_pixel_size(value, where: str) -> float:
+    """``value`` as mm per pixel; a LightsegError naming ``where`` unless it is finite and > 0."""
+    try:
+        mm = float(value)
+    except (TypeError, ValueError):
+        mm = math.nan
+    if not (math.isfinite(mm) and mm > 0):
+        raise LightsegError(f"{where}: pixel size {value!r} is not a positive number of mm per pixel; "
+                            "give the scanner's value (e.g. 0.1), or none to measure in pixels")
+    return mm
+
+
 def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float) -> float | None:
     """Head circumference (mm, unrounded: for accuracy studies) of the ellipse fitted to ``mask``;
     None when none fits. Reports use :func:`measure_mask`, which rounds to 0.1 mm."""
@@ -151,6 +164,10 @@ def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float) -> float | Non
 #   (ISUOG 2020); width outside about 2-9 mm is flagged for review.
 LV_LIMITS_MM = (10.0, 12.0, 15.0)
 CSP_RANGE_MM = (2.0, 9.0)
+# A fitted head below these is not a head shape to measure: fetal cephalic indices run about
+# 70-85 (BPD/OFD 0.7-0.85), and a few dozen boundary pixels cannot fix an ellipse's axes.
+MIN_AXIS_RATIO = 0.5
+MIN_BOUNDARY_POINTS = 20
 
 HEAD_CLASS_NAMES = {"brain", "head", "fetal head", "skull", "csp", "lv"}
 
@@ -179,6 +196,25 @@ def lv_flag(width_mm: float | None) -> str | None:
     return "mild" if width_mm < moderate else ("moderate" if width_mm < severe else "severe")
 
 
+def head_shape_flags(head: np.ndarray, ell: Ellipse) -> list[str]:
+    """Why a head's ellipse may not be trusted: cut by the image border, too few boundary points,
+    too elongated to be a head, or a fit whose area is not within a factor 2 of the head's (the
+    least-squares fit of a thin or ragged outline can land anywhere)."""
+    flags = []
+    if head[0].any() or head[-1].any() or head[:, 0].any() or head[:, -1].any():
+        flags.append("head cut by the image border: HC underestimated")
+    points = len(boundary_points(head))
+    if points < MIN_BOUNDARY_POINTS:
+        flags.append(f"degenerate head ellipse: {points} boundary points, too few to measure")
+    if ell.b / ell.a < MIN_AXIS_RATIO:
+        flags.append(f"degenerate head ellipse: axis ratio {ell.b / ell.a:.2f} (below {MIN_AXIS_RATIO}), "
+                     "not a head shape; check the segmentation")
+    area = math.pi * ell.a * ell.b / max(int(head.sum()), 1)
+    if not 0.5 <= area <= 2.0:
+        flags.append(f"degenerate head ellipse: its area is {area:.2f} x the head's; check the segmentation")
+    return flags
+
+
 def ellipse_lengths(ell: Ellipse, scale: float) -> dict:
     """Unrounded HC (Ramanujan), BPD and OFD (minor and major axes) of ``ell`` times ``scale``."""
     return {"hc": ell.perimeter * scale, "bpd": 2 * ell.b * scale, "ofd": 2 * ell.a * scale}
@@ -199,16 +235,21 @@ def measure_mask(mask: np.ndarray, classes, pixel_size_mm: float | None, ga_week
     with ``ga_weeks`` (the GA known from dating), HC and BPD z-scores and INTERGROWTH-21st centiles,
     flagged outside the 3rd-97th (:func:`~lightseg_tf.anatomy.gestational_age.head_dating`).
     ``notes`` says why a value is missing.
+    :func:`head_shape_flags` adds a head cut by the image border or a degenerate ellipse.
     """
     names = [c.lower() for c in classes]
+    if pixel_size_mm is not None:
+        pixel_size_mm = check_pixel_size(pixel_size_mm, "measure")
     scale = pixel_size_mm or 1.0
     units = "mm" if pixel_size_mm else "px"
     head_ids = [k for k, n in enumerate(names) if k > 0 and n in HEAD_CLASS_NAMES]
     out: dict = {"units": units, "pixel_size_mm": pixel_size_mm, "flags": [], "notes": []}
-    ell = fit_head_ellipse(np.isin(mask, head_ids)) if head_ids else None
+    head = largest_component(np.isin(mask, head_ids))
+    ell = fit_head_ellipse(head) if head.any() else None
     if ell is None:
-        out["flags"].append("no head found")
+        out["flags"].append("no head found" if head.sum() < 5 else "degenerate head: no ellipse fits its outline")
         return out
+    out["flags"] += head_shape_flags(head, ell)
     out.update({k: round_mm(v) for k, v in ellipse_lengths(ell, scale).items()})
     out.update({
         "cephalic_index": round_half_up(100.0 * ell.b / ell.a, 1), "centre_x": round_mm(ell.cx * scale),

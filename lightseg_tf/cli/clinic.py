@@ -54,23 +54,11 @@ def register(sub) -> None:
 
 def run_measure(args) -> int:
     from lightseg_tf.anatomy.gestational_age import parse_ga
-    from lightseg_tf.deploy.runtime import load_predictor
-    from lightseg_tf.errors import LightsegError
-    from lightseg_tf.evaluation.measure import mask_classes, measure_files, read_pixel_sizes, report_lines
+    from lightseg_tf.evaluation.measure import measure_paths, report_lines
 
-    pixel = args.pixel_size
-    if pixel is None and len(args.images) == 1 and args.images[0].lower().endswith((".dcm", ".dicom")):
-        from lightseg_tf.data.readers import read_dataset
-
-        pixel = read_dataset(args.images[0], "dicom").records[0].pixel_size_mm
-    model = None if args.mask else load_predictor(args.model)
-    classes = tuple(args.classes) if args.classes else (mask_classes(args.mask[0]) if args.mask else model.classes)
-    if classes is None:
-        raise LightsegError(f"{args.model}: the model has no class names; pass --classes background Brain CSP LV")
-    per_image = read_pixel_sizes(args.pixel_sizes) if args.pixel_sizes else None
-    ga_weeks = parse_ga(args.ga_weeks) if args.ga_weeks is not None else None
-    rows = measure_files(args.images, classes, model=model, masks=args.mask, pixel_size_mm=pixel,
-                         out_dir=args.out, pixel_sizes=per_image, ga_weeks=ga_weeks)
+    rows = measure_paths(args.images, model=args.model, masks=args.mask, classes=args.classes,
+                         pixel_size_mm=args.pixel_size, pixel_sizes_csv=args.pixel_sizes, out_dir=args.out,
+                         ga_weeks=parse_ga(args.ga_weeks) if args.ga_weeks is not None else None)
     if args.json:
         print(json.dumps(rows, indent=2, default=float))
         return 0

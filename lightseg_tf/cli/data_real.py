@@ -33,6 +33,8 @@ def register(data_sub) -> None:
     p.add_argument("name", help="hc18 | psfhs | fetal-head-biometry | medsegbench-abdomenus")
     p.add_argument("dest", help="destination folder")
     p.add_argument("--sha256", default=None, help="expected SHA-256 of the download")
+    p.add_argument("--force", action="store_true",
+                   help="unpack even where DEST holds a same-named file or folder (kept as NAME.before-fetch)")
     p.set_defaults(func=run_fetch)
 
 
@@ -83,7 +85,7 @@ def run_inspect(args) -> int:
 def run_fetch(args) -> int:
     from lightseg_tf.data.fetch import RELEASES, fetch
 
-    dest = fetch(args.name, args.dest, sha256=args.sha256)
+    dest = fetch(args.name, args.dest, sha256=args.sha256, force=args.force)
     rel = RELEASES[args.name]
     print(f"{dest}  (read it with --format {rel.reader}; cite: {rel.citation})")
     return 0

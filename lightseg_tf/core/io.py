@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -51,6 +53,82 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` left beside ``path`` when a process writing
+    it was killed; returns them."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder to write a command's outputs into; they move into ``out_dir`` (each by
+    a rename) only when the block succeeds. On failure nothing new is left: the staging folder is
+    deleted, and the folders this call created for ``out_dir``."""
+    out = Path(out_dir)
+    created = None if out.exists() else next(p for p in (*reversed(out.parents), out) if not p.exists())
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield stage
+        for item in sorted(stage.rglob("*")):
+            if item.is_file():
+                target = out / item.relative_to(stage)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def json_text(obj) -> str:
+    """``obj`` as the indented JSON every file of the project is written in."""
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of a user's file (``what`` says which, e.g. "pixel-size CSV"), every failure a
+    LightsegError naming the file."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8-sig")  # a spreadsheet's byte-order mark is not text
+    except FileNotFoundError:
+        raise LightsegError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise LightsegError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise LightsegError(f"{path}: the {what} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                            "save it as UTF-8") from None
+
+
+def read_json_file(path: str | os.PathLike, what: str, missing: str | None = None):
+    """The parsed JSON of a user's file, read as in :func:`read_text_file`; ``missing`` is the
+    message (after the path) when the file does not exist."""
+    path = Path(path)
+    if missing is not None and not path.is_file():
+        raise LightsegError(f"{path}: {missing}")
+    try:
+        return json.loads(read_text_file(path, what))
+    except json.JSONDecodeError as exc:
+        raise LightsegError(f"{path}: the {what} is not valid JSON ({exc})") from None
+
+
+def read_csv(path: str | os.PathLike, what: str, dicts: bool = False) -> list:
+    """Rows of a user's CSV file, read as in :func:`read_text_file`: lists of cells (header
+    included) or, with ``dicts``, dicts keyed by the header (``csv.DictReader``)."""
+    text = io.StringIO(read_text_file(path, what), newline="")
+    try:
+        return list(csv.DictReader(text) if dicts else csv.reader(text))
+    except csv.Error as exc:
+        raise LightsegError(f"{path}: the {what} is not valid CSV ({exc})") from None
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
@@ -64,7 +142,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text_atomic(path, json_text(obj))
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: Sequence[str] | None = None,
@@ -99,6 +177,9 @@ def read_pil(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return im.copy()
+    except Image.DecompressionBombError as exc:
+        raise LightsegError(f"{path}: refused as a possible decompression bomb ({exc}); "
+                            "pass the scan itself, or a smaller export of it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise LightsegError(
             f"{path}: cannot decode image ({exc}); the file is corrupt or truncated, replace it"

@@ -15,10 +15,11 @@ import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import sha256_file
+from lightseg_tf.core.log import LOG
+from lightseg_tf.errors import LightsegError
 
 DEFAULT_BASE = "https://zenodo.org"
 
@@ -91,46 +92,94 @@ def download(url: str, target: Path, timeout: float = 30.0, progress: bool = Tru
     return target
 
 
-def unpack(archive: Path, dest: Path) -> Path:
-    """Extract a zip/tar into ``dest`` through a temporary folder (nothing partial left)."""
+def _check_member(name: str, archive: Path) -> None:
+    """Refuse an archive member whose path is absolute or climbs out of the destination."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if not parts or parts[0] == "/" or ".." in parts or ":" in parts[0]:
+        raise LightsegError(f"{archive}: member {name!r} would be written outside the destination; refused. "
+                            "It is not the release: delete it and fetch again")
+
+
+def _extract_zip(archive: Path, into: Path) -> None:
+    with zipfile.ZipFile(archive) as z:
+        bad = z.testzip()
+        if bad:
+            raise LightsegError(f"{archive}: corrupt member {bad}; delete the file and fetch again")
+        for member in z.namelist():
+            _check_member(member, archive)
+        z.extractall(into)
+
+
+def _extract_tar(archive: Path, into: Path) -> None:
+    with tarfile.open(archive) as t:
+        for member in t.getmembers():
+            _check_member(member.name, archive)
+            if not (member.isfile() or member.isdir()):  # links and devices have no place in a release
+                raise LightsegError(f"{archive}: member {member.name!r} is a link or device; refused. "
+                                    "It is not the release: delete it and fetch again")
+        t.extractall(into, filter="data")
+
+
+def _aside(path: Path) -> Path:
+    """A free name beside ``path`` to keep it under: NAME.before-fetch, NAME.before-fetch-2, ..."""
+    k, target = 1, path.with_name(f"{path.name}.before-fetch")
+    while target.exists() or target.is_symlink():
+        k += 1
+        target = path.with_name(f"{path.name}.before-fetch-{k}")
+    return target
+
+
+def unpack(archive: Path, dest: Path, force: bool = False) -> list[tuple[Path, Path]]:
+    """Extract a zip/tar into ``dest`` through a temporary folder (nothing partial left).
+
+    Nothing already in ``dest`` is deleted: when an unpacked top-level name exists there the
+    call stops (LightsegError), or with ``force`` renames the existing one to
+    ``NAME.before-fetch`` first.
+
+    Returns:
+        ``[(existing path, where it was kept), ...]`` for what ``force`` moved aside.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
+    kept = []
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z:
-                bad = z.testzip()
-                if bad:
-                    raise LightsegError(f"{archive}: corrupt member {bad}; delete the file and fetch again")
-                for member in z.namelist():
-                    if member.startswith("/") or ".." in Path(member).parts:
-                        raise LightsegError(f"{archive}: unsafe path {member!r} in archive")
-                z.extractall(tmp)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as t:
-                t.extractall(tmp, filter="data")
-        else:
-            raise LightsegError(f"{archive}: not a zip or tar archive")
-        # Zenodo record archives may contain further zips (e.g. training_set.zip): unpack those too.
-        for inner in list(tmp.rglob("*.zip")):
-            with zipfile.ZipFile(inner) as z:
-                z.extractall(inner.parent)
-            inner.unlink()
-        for item in tmp.iterdir():
-            target = dest / item.name
-            if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            item.rename(target)
+        try:
+            if zipfile.is_zipfile(archive):
+                _extract_zip(archive, tmp)
+            elif tarfile.is_tarfile(archive):
+                _extract_tar(archive, tmp)
+            else:
+                raise LightsegError(f"{archive}: not a zip or tar archive")
+            # Zenodo record archives may contain further zips (e.g. training_set.zip): unpack those too.
+            for inner in list(tmp.rglob("*.zip")):
+                _extract_zip(inner, inner.parent)
+                inner.unlink()
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+            raise LightsegError(f"{archive}: cannot unpack ({exc}); delete the file and fetch again") from None
+        items = sorted(tmp.iterdir())
+        clash = [dest / item.name for item in items if (dest / item.name).exists() or (dest / item.name).is_symlink()]
+        if clash and not force:
+            raise LightsegError(f"{clash[0]}: already exists and fetch replaces nothing it did not create; "
+                                "move it away, or pass --force to keep it as "
+                                f"{clash[0].name}.before-fetch and unpack beside it")
+        for existing in clash:
+            kept.append((existing, _aside(existing)))
+            existing.rename(kept[-1][1])
+        for item in items:
+            item.rename(dest / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    return kept
 
 
 def fetch(name: str, dest: str | Path, sha256: str | None = None, base: str | None = None,
-          progress: bool = True, timeout: float = 30.0) -> Path:
+          progress: bool = True, timeout: float = 30.0, force: bool = False) -> Path:
     """Download (resuming), verify and unpack the release ``name`` into ``dest``.
 
     Args:
         sha256: expected checksum of the download (overrides the registry's).
         base: server base URL (default ``$LIGHTSEG_FETCH_URL`` or Zenodo).
+        force: unpack even where ``dest`` already holds a same-named file or folder, which is
+            kept as ``NAME.before-fetch`` (see :func:`unpack`); never deleted.
 
     Returns:
         ``dest``.
@@ -142,7 +191,8 @@ def fetch(name: str, dest: str | Path, sha256: str | None = None, base: str | No
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / rel.filename
     url = rel.url(base or os.environ.get("LIGHTSEG_FETCH_URL", DEFAULT_BASE))
-    if not target.exists():
+    downloaded = not target.exists()  # a file the user put there by hand is theirs: never deleted
+    if downloaded:
         try:
             download(url, target, timeout=timeout, progress=progress)
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
@@ -152,10 +202,14 @@ def fetch(name: str, dest: str | Path, sha256: str | None = None, base: str | No
     if expected:
         got = sha256_file(target)
         if got != expected:
-            target.unlink()
+            if downloaded:
+                target.unlink()
             raise LightsegError(f"{target}: SHA-256 {got[:16]}... is not the expected {expected[:16]}...; "
-                                "the file was removed, fetch again")
+                                + ("the file was removed, fetch again" if downloaded else
+                                   "it is not the release: replace it with the one from " + rel.page))
     if rel.unpack:
-        unpack(target, dest)
-        target.unlink()
+        for existing, kept in unpack(target, dest, force):
+            LOG.warning("%s existed: kept as %s", existing, kept)
+        if downloaded:
+            target.unlink()
     return dest

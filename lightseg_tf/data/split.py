@@ -7,7 +7,6 @@ is honoured by every later stage so a benchmark's test set never moves.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.core.io import write_json_atomic
+from lightseg_tf.core.io import read_json_file, write_json_atomic
 
 SPLITS = ("train", "val", "test")
 
@@ -109,12 +108,9 @@ def save_split(split: dict[str, list[str]], path: str | Path, **info) -> None:
 def load_split(path: str | Path, dataset: SegDataset | None = None) -> dict[str, list[str]]:
     """Read a split JSON; with ``dataset``, check it against the dataset's ids and subjects."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LightsegError(f"{path}: no such split file") from None
-    except json.JSONDecodeError as exc:
-        raise LightsegError(f"{path}: not a valid split JSON ({exc})") from None
+    data = read_json_file(path, "split file", missing="no such split file")
+    if not isinstance(data, dict):
+        raise LightsegError(f"{path}: a split file is a JSON object of train/val/test id lists")
     split = {k: list(data.get(k, [])) for k in SPLITS}
     if dataset is not None:
         check_split(split, dataset, str(path))

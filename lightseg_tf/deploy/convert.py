@@ -20,7 +20,7 @@ import numpy as np
 
 from lightseg_tf import __version__
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.core.io import write_bytes_atomic, write_json_atomic
+from lightseg_tf.core.io import atomic_path, json_text, remove_stale_temps
 from lightseg_tf.core.palette import class_colors
 from lightseg_tf.data.tfdata import letterboxed_sample
 from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, tensor_entry
@@ -241,13 +241,24 @@ def build_card(content: bytes, *, name: str, classes: Iterable[str], colors: Ite
 
 
 def write_export(content: bytes, card: dict, out: str | Path) -> tuple[Path, Path]:
-    """Write ``out`` (.tflite) and its card ``out`` with ``.json`` suffix, each atomically."""
+    """Write ``out`` (.tflite) and its card (``out`` with a ``.json`` suffix) as one unit.
+
+    Both go to temporary files first; then the old card is removed, the model renamed into
+    place, and the card after it. A kill at any moment leaves the old pair, a model without a
+    card (which nothing loads: "model card missing; re-export"), or the new pair; never a new
+    model beside the old card. Temporary files an earlier, killed export left are removed.
+    """
     out = Path(out)
     if out.suffix != ".tflite":
         raise LightsegError(f"{out}: the model file must end in .tflite")
     card_path = out.with_suffix(".json")
-    write_bytes_atomic(out, content)
-    write_json_atomic(card_path, card)
+    for path in (out, card_path):
+        remove_stale_temps(path)
+    # atomic_path renames on leaving its block: the inner one (the model) first, then the card.
+    with atomic_path(card_path) as tmp_card, atomic_path(out) as tmp_model:
+        tmp_model.write_bytes(content)
+        tmp_card.write_text(json_text(card), encoding="utf-8")
+        card_path.unlink(missing_ok=True)
     return out, card_path
 
 

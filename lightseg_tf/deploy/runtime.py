@@ -9,16 +9,16 @@ model the project makes (run directory, ``.keras``, QAT ``.h5`` or ``.tflite``) 
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 
 import numpy as np
 
-from lightseg_tf.core.io import sha256_file
+from lightseg_tf.core.io import read_json_file, sha256_file
 from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
-from lightseg_tf.models.saving import load_trained_model
+from lightseg_tf.models.saving import is_saved_model, load_trained_model
 from lightseg_tf.runs import open_run
 
 CARD_SCHEMA = "lightseg-model-card/1"
@@ -50,18 +50,47 @@ def io_details(interp) -> tuple[dict, dict]:
 
 
 def read_card(path: str | Path) -> dict:
-    """The card of ``model.tflite`` (``model.json`` beside it) or a card file."""
+    """The card of ``model.tflite`` (``model.json`` beside it) or a card file, checked by
+    :func:`check_card`."""
     path = Path(path)
     card_path = path.with_suffix(".json") if path.suffix == ".tflite" else path
-    try:
-        card = json.loads(card_path.read_text())
-    except FileNotFoundError:
-        raise LightsegError(f"{card_path}: model card missing; re-export the model with lightseg export") from None
-    except json.JSONDecodeError as exc:
-        raise LightsegError(f"{card_path}: model card is not valid JSON ({exc})") from None
+    card = read_json_file(card_path, "model card",
+                          missing="model card missing; re-export the model with lightseg export")
+    check_card(card, card_path)
+    return card
+
+
+def check_card(card, card_path: str | Path) -> None:
+    """Raise LightsegError unless ``card`` has every field loading and running a model reads, with
+    the right types, and as many classes as probability channels."""
+    if not isinstance(card, dict):
+        raise LightsegError(f"{card_path}: a model card is a JSON object, this is a JSON {type(card).__name__}; "
+                            "re-export the model with lightseg export")
     if card.get("schema") != CARD_SCHEMA:
         raise LightsegError(f"{card_path}: not a lightseg model card (schema {card.get('schema')!r})")
-    return card
+    outputs = card.get("outputs") if isinstance(card.get("outputs"), dict) else {}
+    tensors = {"input": card.get("input"), "class_map": outputs.get("class_map"), "probs": outputs.get("probs")}
+    classes = card.get("classes")
+    problem = None
+    if not (isinstance(card.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", card["sha256"])):
+        problem = "has no SHA-256 of its model"
+    elif not (isinstance(classes, list) and classes and all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                                                            for c in classes)):
+        problem = "has no class list"
+    elif not isinstance((card.get("input") or {}).get("size"), int):
+        problem = "has no input size"
+    else:
+        for name, t in tensors.items():
+            q = t.get("quantization", "missing") if isinstance(t, dict) else "missing"
+            if not (isinstance(t, dict) and isinstance(t.get("dtype"), str) and isinstance(t.get("shape"), list)
+                    and t["shape"] and (q is None or isinstance(q, dict) and {"scale", "zero_point"} <= set(q))):
+                problem = f"describes tensor {name!r} incompletely"
+                break
+        else:
+            if tensors["probs"]["shape"][-1] != len(classes):
+                problem = f"names {len(classes)} classes for {tensors['probs']['shape'][-1]} probability channels"
+    if problem:
+        raise LightsegError(f"{card_path}: the model card {problem}; re-export the model with lightseg export")
 
 
 def training_domain_text(card: dict) -> str | None:
@@ -85,7 +114,8 @@ class TFLitePredictor(Predictor):
 
     def __init__(self, path: Path, card: dict, interpreter):
         super().__init__(int(card["input"]["size"]), [c["name"] for c in card["classes"]],
-                         card.get("name", Path(path).stem))
+                         card.get("name", Path(path).stem), num_classes=int(card["outputs"]["probs"]["shape"][-1]),
+                         source=str(path))
         self.path, self.card, self.interpreter = Path(path), card, interpreter
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +166,10 @@ def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise LightsegError(f"{path}: no such model file")
-    card = card or read_card(path)
+    if card is None:
+        card = read_card(path)
+    else:
+        check_card(card, path)
     digest = sha256_file(path)
     if digest != card["sha256"]:
         raise LightsegError(f"{path}: SHA-256 {digest[:12]}... does not match its card "
@@ -184,5 +217,5 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
         if tta not in (None, "", "none"):
             raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
         return load_tflite(path, threads=threads)
-    classes = open_run(path).dataset.classes if path.is_dir() else None
-    return KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name)
+    classes = open_run(path).dataset.classes if path.is_dir() and not is_saved_model(path) else None
+    return KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name, source=str(path))

@@ -62,7 +62,11 @@ def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
 
     Returns:
         One CSV-ready row per image and the :func:`lightseg_tf.objectives.metrics.summarise` summary.
+
+    Raises:
+        LightsegError: the model's output channels are not the dataset's classes.
     """
+    predictor.check_classes(dataset.classes, f"the data in {dataset.root}")
     variants = {"raw": ([], [])} | ({"post": ([], [])} if postprocess is not None else {})
     units = set()
     for rec, _, mask, probs in predict_dataset(predictor, dataset, batch_size):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lightseg_tf.anatomy.biometry import measure_mask
+from lightseg_tf.anatomy.biometry import check_pixel_size, measure_mask
 from lightseg_tf.anatomy.gestational_age import format_ga
-from lightseg_tf.core.io import atomic_path, read_class_mask, read_gray, read_pil, write_csv_atomic, write_json_atomic
+from lightseg_tf.core.io import (read_class_mask, read_csv, read_gray, read_pil, staged_dir, write_csv_atomic,
+                                 write_json_atomic)
 from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
 from lightseg_tf.data.readers.hc18 import filled_head_mask
@@ -19,19 +20,19 @@ from lightseg_tf.deploy.runtime import training_domain_text
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 
+
 def read_pixel_sizes(path: str | Path) -> dict[str, float]:
-    """``{file name: mm per pixel}`` from the first two columns of a CSV (header skipped), e.g. HC18's."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise LightsegError(f"{path}: cannot read the pixel-size CSV ({exc.strerror})") from None
+    """``{file name: mm per pixel}`` from the first two columns of a CSV (header skipped), e.g. HC18's.
+
+    Every value must be finite and > 0 (a LightsegError names the line otherwise).
+    """
     out = {}
-    for line, row in enumerate(rows[1:], 2):
+    for line, row in enumerate(read_csv(path, "pixel-size CSV")[1:], 2):
         try:
-            out[Path(row[0]).name] = float(row[1])
+            name, value = Path(row[0]).name, float(row[1])
         except (IndexError, ValueError):
             raise LightsegError(f"{path}:{line}: expected 'file name, mm per pixel', got {row}") from None
+        out[name] = check_pixel_size(value, f"{path}:{line}")
     return out
 
 
@@ -53,7 +54,8 @@ def report_lines(m: dict, notes: bool = True) -> list[str]:
     flags were decided on. Flags follow as ``! ...``; ``notes`` (why a value is missing) as ``(...)``.
     """
     if "hc" not in m:
-        return ["no head found"] + [f"({n})" for n in m.get("notes", []) if notes] + _domain(m)
+        return (["; ".join(m["flags"]) or "no head found"] + [f"({n})" for n in m.get("notes", []) if notes]
+                + _domain(m))
     u = m["units"]
     lines = [f"HC {m['hc']:.1f} {u}, BPD {m['bpd']:.1f} {u}, OFD {m['ofd']:.1f} {u}, CI {m['cephalic_index']:.1f}"]
     widths = [f"{name} {m[key]:.1f} {u}" for key, name in (("csp_width", "CSP"), ("lv_width", "LV"))
@@ -120,37 +122,80 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         One :func:`~lightseg_tf.anatomy.biometry.measure_mask` dict per image, plus ``image``
         (and ``training_domain`` for a carded model).
     """
-
     if masks is not None and len(masks) != len(images):
         raise LightsegError(f"{len(masks)} masks for {len(images)} images; give one mask per image")
+    if model is not None:
+        model.check_classes(classes, "the class list")
     card = getattr(model, "card", None) if masks is None else None
     domain = training_domain_text(card) if card else None
     rows = []
-    for k, path in enumerate(images):
-        image = read_gray(path)
-        if masks is not None:
-            # A user's mask is measured as drawn (no HC18 outline trim).
-            mask = (filled_head_mask(masks[k], trim_px=0) if len(classes) == 2
-                    else read_class_mask(masks[k], len(classes)))
-            if mask.shape != image.shape[:2]:
-                raise LightsegError(f"{masks[k]}: mask is {mask.shape[1]}x{mask.shape[0]} but {path} is "
-                                    f"{image.shape[1]}x{image.shape[0]}")
-        else:
-            mask = model.predict_mask(image)
-        px = (pixel_sizes or {}).get(Path(path).name, pixel_size_mm)
-        m = measure_mask(mask, classes, px, ga_weeks)
-        m["image"] = str(path)
-        if card:
-            m["training_domain"] = domain
-        rows.append(m)
-        if out_dir is not None:
-            target = Path(out_dir) / f"{Path(path).stem}_measure.png"
-            with atomic_path(target) as tmp:
-                annotate(image, mask, m, len(classes)).save(tmp, format="PNG")
-    if out_dir is not None:
-        joined = ({**r, "flags": "; ".join(r["flags"]), "notes": "; ".join(r.get("notes", []))} for r in rows)
-        write_csv_atomic(Path(out_dir) / "measurements.csv", joined, FIELDS, ignore_extra=True)
+    with staged_dir(out_dir) if out_dir is not None else contextlib.nullcontext() as stage:
+        for k, path in enumerate(images):
+            image = read_gray(path)
+            if masks is not None:
+                # A user's mask is measured as drawn (no HC18 outline trim).
+                mask = (filled_head_mask(masks[k], trim_px=0) if len(classes) == 2
+                        else read_class_mask(masks[k], len(classes)))
+                if mask.shape != image.shape[:2]:
+                    raise LightsegError(f"{masks[k]}: mask is {mask.shape[1]}x{mask.shape[0]} but {path} is "
+                                        f"{image.shape[1]}x{image.shape[0]}")
+            else:
+                mask = model.predict_mask(image)
+            px = (pixel_sizes or {}).get(Path(path).name, pixel_size_mm)
+            m = measure_mask(mask, classes, px, ga_weeks)
+            m["image"] = str(path)
+            if card:
+                m["training_domain"] = domain
+            rows.append(m)
+            if stage is not None:
+                annotate(image, mask, m, len(classes)).save(stage / f"{Path(path).stem}_measure.png", format="PNG")
+        if stage is not None:
+            joined = ({**r, "flags": "; ".join(r["flags"]), "notes": "; ".join(r.get("notes", []))} for r in rows)
+            write_csv_atomic(stage / "measurements.csv", joined, FIELDS, ignore_extra=True)
     return rows
+
+
+def measure_paths(images: list[str], *, model: str | None = None, masks: list[str] | None = None,
+                  classes=None, pixel_size_mm: float | None = None, pixel_sizes_csv: str | None = None,
+                  out_dir: str | Path | None = None, ga_weeks: float | None = None) -> list[dict]:
+    """``lightseg measure``: check every input, then :func:`measure_files`.
+
+    Args:
+        images: image paths.
+        model: a run directory, .keras / .h5 model or .tflite (card beside it); or ``masks``.
+        masks: one mask per image instead of a model.
+        classes: class names (default: the model's, or what the first mask implies).
+        pixel_size_mm: mm per pixel for all images (default: a single DICOM image's header).
+        pixel_sizes_csv: a CSV of file name, mm per pixel (overrides ``pixel_size_mm`` per image).
+        out_dir: where the annotated PNGs and ``measurements.csv`` go; nothing is written there
+            unless every image is measured.
+        ga_weeks: the GA known from dating, for HC / BPD centiles (None: GA from HC only).
+
+    Raises:
+        LightsegError: a missing file, a pixel size that is not finite and > 0, classes that are
+            not the model's, an unreadable image, mask or CSV.
+    """
+    for path in [*images, *(masks or [])]:
+        if not Path(path).is_file():
+            raise LightsegError(f"{path}: no such file; check the path")
+    if pixel_size_mm is not None:
+        pixel_size_mm = check_pixel_size(pixel_size_mm, "--pixel-size")
+    elif len(images) == 1 and images[0].lower().endswith((".dcm", ".dicom")):
+        from lightseg_tf.data.readers import read_dataset
+
+        header = read_dataset(images[0], "dicom").records[0].pixel_size_mm
+        pixel_size_mm = None if header is None else check_pixel_size(header, f"{images[0]} (DICOM header)")
+    per_image = read_pixel_sizes(pixel_sizes_csv) if pixel_sizes_csv else None
+    predictor = None
+    if masks is None:
+        from lightseg_tf.deploy.runtime import load_predictor
+
+        predictor = load_predictor(model)
+    classes = tuple(classes) if classes else (mask_classes(masks[0]) if masks else predictor.classes)
+    if classes is None:
+        raise LightsegError(f"{model}: the model has no class names; pass --classes background Brain CSP LV")
+    return measure_files(images, classes, model=predictor, masks=masks, pixel_size_mm=pixel_size_mm,
+                         out_dir=out_dir, pixel_sizes=per_image, ga_weeks=ga_weeks)
 
 
 def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, stem: str = "hc") -> dict:

@@ -88,6 +88,8 @@ def robustness_table(predictors: dict[str, Predictor], dataset: SegDataset, corr
     Returns:
         Rows ``{"model", "corruption", "level", "mean_fg_dice", "dice_<class>"...}``.
     """
+    for predictor in predictors.values():  # before any work: a wrong model fails at once
+        predictor.check_classes(dataset.classes, f"the data in {dataset.root}")
     rows = []
     for cname in corruptions or SEVERITIES:
         for level in SEVERITIES[cname]:

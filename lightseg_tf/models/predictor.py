@@ -40,14 +40,31 @@ class Predictor:
 
     Attributes:
         size: the square input side S the model was built (or exported) for.
+        num_classes: C, the model's output channels (default: the number of ``classes``; None
+            when neither is known, and then nothing checks it).
         classes: class names, index = class id, when the model's origin says them (else None).
         name: a short label for tables and logs.
+        source: the file or run directory it was loaded from (for messages), else ``name``.
     """
 
-    def __init__(self, size: int, classes: Sequence[str] | None = None, name: str = "model"):
+    def __init__(self, size: int, classes: Sequence[str] | None = None, name: str = "model", *,
+                 num_classes: int | None = None, source: str | None = None):
         self.size = int(size)
         self.classes = tuple(classes) if classes is not None else None
-        self.name = name
+        self.num_classes = int(num_classes) if num_classes is not None else (
+            len(self.classes) if self.classes is not None else None)
+        self.name, self.source = name, str(source or name)
+        if self.classes is not None and len(self.classes) != self.num_classes:
+            raise LightsegError(f"{self.source}: the model outputs {self.num_classes} classes but its data names "
+                                f"{len(self.classes)} ({', '.join(self.classes)}); it belongs to another dataset")
+
+    def check_classes(self, classes: Sequence[str], data: str) -> None:
+        """Raise LightsegError unless the model's outputs are ``classes`` (those of ``data``)."""
+        if self.num_classes is not None and len(classes) != self.num_classes:
+            raise LightsegError(
+                f"{self.source}: the model outputs {self.num_classes} classes"
+                + (f" ({', '.join(self.classes)})" if self.classes else "")
+                + f" but {data} has {len(classes)} ({', '.join(classes)}); use a model trained on these classes")
 
     def predict_probs(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, S, S, C]`` of letterboxed float32 images ``[N, S, S, 1]`` in [0, 1]."""
@@ -67,10 +84,14 @@ class KerasPredictor(Predictor):
     """A Keras segmentation model (logits out), optionally with horizontal-flip TTA."""
 
     def __init__(self, model: keras.Model, classes: Sequence[str] | None = None, tta: str | None = None,
-                 batch_size: int = 8, name: str | None = None):
+                 batch_size: int = 8, name: str | None = None, source: str | None = None):
         if tta not in TTA_MODES:
             raise LightsegError(f"unknown test-time augmentation {tta!r}; use hflip or none")
-        super().__init__(int(model.input_shape[1]), classes, name or model.name)
+        super().__init__(int(model.input_shape[1]), classes, name or model.name,
+                         num_classes=int(model.output_shape[-1]), source=source)
+        if model.input_shape[-1] != 1:
+            raise LightsegError(f"{self.source}: the model takes {model.input_shape[-1]}-channel images; lightseg "
+                                "feeds grayscale [S, S, 1], use a model made by lightseg train")
         self.model, self.tta, self.batch_size = model, tta, batch_size
 
     def predict_probs(self, images: np.ndarray) -> np.ndarray:

@@ -93,6 +93,7 @@ def calibrate_qat_ranges(qat: keras.Model, model: keras.Model, images: np.ndarra
 
 @contextlib.contextmanager
 def qat_scope():
-    """``tfmot.quantization.keras.quantize_scope`` with this project's custom objects."""
-    with tfmot.quantization.keras.quantize_scope(custom_objects()):
-        yield
+    """``tfmot.quantization.keras.quantize_scope`` with this project's custom objects (yields the
+    scope; its ``custom_objects`` are the dicts of classes it offers)."""
+    with tfmot.quantization.keras.quantize_scope(custom_objects()) as scope:
+        yield scope

@@ -1,10 +1,31 @@
-"""Loading trained models: a run directory's best model, a ``.keras`` file or a QAT ``.h5``."""
+"""Loading trained models without running code from the file.
+
+Every Keras model the project reads (a run directory's best model, a ``.keras`` zip, a ``.h5``
+file, QAT or not, a SavedModel directory) goes through :func:`load_model_file`. Keras
+deserialises a model from a config that names classes and functions; a ``Lambda`` layer's
+config carries Python bytecode, a ``TFOpLambda`` names any TensorFlow function and a
+``module`` entry makes Keras import that module. Keras' ``safe_mode`` only covers the
+``.keras`` path (a ``.h5`` Lambda runs its payload while loading) and has had bypasses, so
+the config is read here as plain JSON first and every serialised object in it must be on an
+allowlist: Keras' built-in image layers, initializers, regularizers and constraints, this
+project's registered layers and tfmot's quantization classes, with ``module`` inside those
+packages; a ``TFOpLambda`` only for the arithmetic Keras' own MobileNetV3 records. Anything
+else is refused before Keras sees the file; then it loads in safe mode with only the
+project's own custom objects.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import zipfile
+import zlib
 from pathlib import Path
 
+import h5py
 import tf_keras as keras
+from google.protobuf.message import DecodeError
+from tf_keras.src.saving.serialization_lib import SafeModeScope
 
 import lightseg_tf.objectives.losses  # noqa: F401  (registers the custom losses for loading)
 import lightseg_tf.objectives.metrics  # noqa: F401  (and the custom metrics)
@@ -13,32 +34,158 @@ from lightseg_tf.models import list_models
 from lightseg_tf.models.qat import qat_scope
 from lightseg_tf.runs import BEST_MODEL
 
+# Keras layer families (tf_keras.src.layers.<family>) a segmentation model is made of.
+_LAYER_FAMILIES = frozenset({"activation", "attention", "convolutional", "merging", "normalization", "pooling",
+                             "regularization", "reshaping"})
+_KERAS_EXTRA = frozenset({"Functional", "Sequential", "InputLayer", "Activation", "Dense", "EinsumDense",
+                          "Identity", "Rescaling", "Resizing", "CenterCrop", "Normalization", "Policy",
+                          "FixedDropout"})  # the last: a Dropout of segmentation_models' EfficientNet encoders
+# Plain data markers of the config formats (tuples, arrays, shapes, input specs).
+_DATA_MARKERS = frozenset({"__tuple__", "__numpy__", "__tensor__", "__bytes__", "TensorShape", "InputSpec",
+                           "TypeSpec"})
+# Layers that call a TensorFlow function named in their config, and the functions allowed there
+# (plain arithmetic: Keras applications such as MobileNetV3 write ``x + 3`` and ``x * y``).
+_OP_LAYERS = frozenset({"TFOpLambda", "SlicingOpLambda"})
+_TF_OPS = frozenset({"__operators__.add", "__operators__.getitem", "math.add", "math.subtract", "math.multiply",
+                     "math.truediv", "math.divide", "nn.relu", "nn.relu6", "math.sigmoid", "nn.sigmoid", "math.tanh"})
+_MODULES = ("keras.layers", "keras.initializers", "keras.regularizers", "keras.constraints",
+            "keras.mixed_precision", "tf_keras.src.engine", "tf_keras.src.layers.core.tf_op_layer",
+            "lightseg_tf.models",
+            "tensorflow_model_optimization.python.core.quantization.keras", "efficientnet.model")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
 
-def load_trained_model(path: str | Path) -> keras.Model:
-    """Load a run directory's best model, or a ``.keras`` / ``.h5`` model file."""
+
+@functools.lru_cache(maxsize=1)
+def allowed_classes() -> frozenset[str]:
+    """Class names a model config may hold (see the module docstring)."""
     list_models()  # imports every architecture module so its custom layers are registered
-    path = Path(path)
+    names = set(_KERAS_EXTRA | _DATA_MARKERS | _OP_LAYERS)
+    families = tuple(f"tf_keras.src.layers.{family}." for family in _LAYER_FAMILIES)
+    for name in dir(keras.layers):
+        cls = getattr(keras.layers, name)
+        if isinstance(cls, type) and issubclass(cls, keras.layers.Layer) and cls.__module__.startswith(families):
+            names.add(name)
+    for space, base in ((keras.initializers, keras.initializers.Initializer),
+                        (keras.regularizers, keras.regularizers.Regularizer),
+                        (keras.constraints, keras.constraints.Constraint)):
+        names |= {n for n in dir(space) if isinstance(getattr(space, n), type) and issubclass(getattr(space, n), base)}
+    names |= {k for k in keras.utils.get_custom_objects() if k.startswith("lightseg>")}
+    with qat_scope() as scope:  # tfmot's quantization classes and the project's, by bare name
+        names |= {k for objects in scope.custom_objects for k in objects}
+    return frozenset(names - {"Lambda"})
+
+
+def _refusal(node: dict, allowed: frozenset[str]) -> str | None:
+    """What is wrong with one serialised object ``{"class_name", "config", "module"?, ...}``, or None."""
+    name, module, registered = node["class_name"], node.get("module"), node.get("registered_name")
+    if name == "Lambda":
+        return "a Lambda layer, whose config is Python code"
+    if not isinstance(name, str) or name not in allowed:
+        return f"class {name!r}, which is not a known layer"
+    if name in _OP_LAYERS and (node.get("config") or {}).get("function") not in _TF_OPS:
+        return f"a {name} layer calling TensorFlow function {(node.get('config') or {}).get('function')!r}"
+    if module is not None and not (isinstance(module, str) and any(
+            module == m or module.startswith(m + ".") for m in _MODULES)):
+        return f"class {name!r} from module {module!r}"
+    if registered not in (None, name) and registered not in allowed:
+        return f"class {name!r} registered as {registered!r}"
+    return None
+
+
+def check_model_config(config, source: str | Path) -> None:
+    """Raise LightsegError unless every serialised object in ``config`` is allowlisted."""
+    allowed = allowed_classes()
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            what = _refusal(node, allowed) if "class_name" in node else None
+            if what:
+                raise LightsegError(
+                    f"{source}: holds {what}; refused, loading it could run code from the file. "
+                    "Load only models made by lightseg, or rebuild this one from lightseg's layers")
+            stack.extend(node.values())
+
+
+def _read_config(path: Path, kind: str):
+    """The model config of ``path`` as plain JSON (nothing deserialised)."""
+    if kind == "keras":
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+        config.pop("compile_config", None)  # loaded with compile=False: never deserialised
+        return config
+    if kind == "h5":
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+        if raw is None:
+            raise LightsegError(f"{path}: holds weights only, not a model; pass the saved model file")
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    meta_path = path / "keras_metadata.pb"
+    if not meta_path.is_file():
+        raise LightsegError(f"{path}: a SavedModel without keras_metadata.pb is not a Keras model; "
+                            "save the model with tf_keras (.keras)")
+    meta = saved_metadata_pb2.SavedMetadata()
+    meta.ParseFromString(meta_path.read_bytes())
+    return [json.loads(node.metadata) for node in meta.nodes if node.metadata]
+
+
+def is_saved_model(path: str | Path) -> bool:
+    """True for a SavedModel directory (as opposed to a run directory)."""
+    return (Path(path) / "saved_model.pb").is_file()
+
+
+def _model_kind(path: Path) -> str:
     if path.is_dir():
-        qat_best = path / "best.h5"  # a run that trained a QAT student holds .h5 models
-        path = qat_best if qat_best.exists() and not (path / BEST_MODEL).exists() else path / BEST_MODEL
-    if not path.is_file():
-        raise LightsegError(f"{path}: no such model file; pass a run directory or a .keras file")
-    if path.suffix == ".h5":  # QAT models only survive .h5
-        return load_qat_model(path)
-    try:
-        return keras.models.load_model(str(path), compile=False)
-    except (OSError, ValueError, TypeError) as exc:
-        raise LightsegError(f"{path}: cannot load as a Keras model ({exc}); is it the right file?") from None
+        if not is_saved_model(path):
+            raise LightsegError(f"{path}: a folder that is neither a run directory nor a SavedModel; "
+                                "pass a run directory or a .keras file")
+        return "savedmodel"
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head.startswith(ZIP_MAGIC):
+        if path.suffix != ".keras":  # Keras reads a zip as a .keras model only by that suffix
+            raise LightsegError(f"{path}: a .keras (zip) model must end in .keras; rename it")
+        return "keras"
+    if head == HDF5_MAGIC or h5py.is_hdf5(path):
+        return "h5"
+    raise LightsegError(f"{path}: not a Keras model (.keras zip, .h5 or SavedModel directory); is it the right file?")
 
 
-def load_qat_model(path: str | Path) -> keras.Model:
-    """Load a QAT model saved as .h5 (or SavedModel) inside :func:`qat_scope`."""
-    list_models()  # registers the custom layers
+def load_model_file(path: str | Path) -> keras.Model:
+    """Load a ``.keras`` / ``.h5`` model file or a SavedModel directory, never running code from it.
+
+    Raises:
+        LightsegError: missing, corrupt or not a model; or a config with a Lambda layer or a
+            class / module outside the allowlist (see the module docstring).
+    """
     path = Path(path)
     if not path.exists():
-        raise LightsegError(f"{path}: no such QAT model file")
-    with qat_scope():
-        try:
-            return keras.models.load_model(str(path), compile=False)
-        except (OSError, ValueError, TypeError) as exc:
-            raise LightsegError(f"{path}: cannot load as a QAT model ({exc})") from None
+        raise LightsegError(f"{path}: no such model file; pass a run directory or a .keras file")
+    try:
+        check_model_config(_read_config(path, _model_kind(path)), path)
+        with qat_scope(), SafeModeScope(True):
+            return keras.models.load_model(str(path), compile=False, safe_mode=True)
+    except LightsegError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError, EOFError,
+            zipfile.BadZipFile, zlib.error, DecodeError) as exc:
+        raise LightsegError(f"{path}: cannot load as a Keras model ({type(exc).__name__}: {exc}); "
+                            "the file is corrupt or not a lightseg model, replace it") from None
+
+
+def load_trained_model(path: str | Path) -> keras.Model:
+    """Load a run directory's best model (``best.keras``, or a QAT run's ``best.h5``) or a model
+    file / SavedModel directory, through :func:`load_model_file`."""
+    path = Path(path)
+    if path.is_dir() and not is_saved_model(path):
+        qat_best = path / "best.h5"  # a run that trained a QAT student holds .h5 models
+        path = qat_best if qat_best.exists() and not (path / BEST_MODEL).exists() else path / BEST_MODEL
+    return load_model_file(path)
+
+
+load_qat_model = load_trained_model  # a QAT .h5 needs nothing more (the loader opens tfmot's scope)

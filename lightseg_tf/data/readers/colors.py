@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lightseg_tf.core.io import read_pil, read_text_file
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.core.io import read_pil
 
 # The LightSeg / fetal-brain-segmentation folder layout: black background, red Brain
 # (parenchyma), green CSP, blue LV.
@@ -19,10 +19,9 @@ def parse_labelmap(path: str | Path) -> dict[str, tuple[int, int, int]]:
     """Read a CVAT ``labelmap.txt`` (``name:r,g,b:parts:actions`` lines) into name -> colour."""
     path = Path(path)
     out: dict[str, tuple[int, int, int]] = {}
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise LightsegError(f"{path}: labelmap missing; a CVAT segmentation export has one") from None
+    if not path.is_file():
+        raise LightsegError(f"{path}: labelmap missing; a CVAT segmentation export has one")
+    lines = read_text_file(path, "labelmap").splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue

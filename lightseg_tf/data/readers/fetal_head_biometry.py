@@ -10,12 +10,11 @@ columns ``Label`` and ``Pixel in mm`` anywhere in the tree gives the pixel sizes
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
+from lightseg_tf.core.io import read_csv, read_json_file
 from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.data.readers import register_reader
 from lightseg_tf.data.readers.colors import classes_from_colors, decode_color_mask, parse_labelmap, \
@@ -54,15 +53,15 @@ def _find_image(group: Path, stem_or_name: str) -> Path | None:
 def _pixel_sizes(root: Path) -> dict[str, float]:
     sizes = {}
     for path in root.rglob("*.csv"):
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "Label" not in reader.fieldnames or "Pixel in mm" not in reader.fieldnames:
-                continue
-            for line, row in enumerate(reader, 2):
-                try:
-                    sizes[Path(row["Label"]).stem] = float(row["Pixel in mm"])
-                except (TypeError, ValueError):
-                    raise LightsegError(f"{path}:{line}: 'Pixel in mm' {row.get('Pixel in mm')!r} is not a number") from None
+        rows = read_csv(path, "pixel-size CSV", dicts=True)
+        if not rows or "Label" not in rows[0] or "Pixel in mm" not in rows[0]:
+            continue
+        for line, row in enumerate(rows, 2):
+            try:
+                sizes[Path(row["Label"]).stem] = float(row["Pixel in mm"])
+            except (TypeError, ValueError):
+                raise LightsegError(f"{path}:{line}: 'Pixel in mm' {row.get('Pixel in mm')!r} is not a number"
+                                    ) from None
     return sizes
 
 
@@ -122,10 +121,10 @@ def read_fetal_head_biometry(path: str | Path) -> SegDataset:
                                       subject=m.stem, plane=plane, pixel_size_mm=sizes.get(m.stem)))
         else:
             path_json = group / COCO_FILE
+            data = read_json_file(path_json, "COCO instances file")
             try:
-                data = json.loads(path_json.read_text())
                 cats = {c["id"]: c["name"] for c in data["categories"]}
-            except (json.JSONDecodeError, KeyError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise LightsegError(f"{path_json}: not a COCO instances file ({exc})") from None
             cat_to_class = {}
             for cid, name in cats.items():

@@ -7,7 +7,6 @@ whose channels differ is read as colours automatically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,8 @@ import numpy as np
 from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.data.readers import register_reader
 from lightseg_tf.data.readers.colors import LIGHTSEG_COLORS, classes_from_colors, decode_color_mask
+from lightseg_tf.core.io import read_class_mask, read_json_file, read_pil
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.core.io import read_class_mask, read_pil
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -75,7 +74,7 @@ def read_folder(path: str | Path, classes: list[str] | None = None, colormap: st
     if orphans:
         raise LightsegError(f"{root / 'masks'}: masks without an image: {orphans[:5]}")
     if isinstance(colormap, (str, Path)):
-        colormap = json.loads(Path(colormap).read_text())
+        colormap = read_json_file(colormap, "colour map", missing="no such colour map")
     names = list(classes) if classes else (list(colormap) if colormap else None)
     if names is None:
         sample = [masks[k] for k in list(masks)[:16]]

@@ -9,17 +9,17 @@ Classes: background, head. ``test_set/`` images (no annotations) load with mask 
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from lightseg_tf.anatomy.biometry import check_pixel_size
+from lightseg_tf.core.io import read_csv, read_pil
 from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.data.readers import register_reader
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.core.io import read_pil
 
 NAME = re.compile(r"^(\d+)_(\d*)HC\.png$")
 CSV_NAMES = ("training_set_pixel_size_and_HC.csv", "test_set_pixel_size.csv")
@@ -79,17 +79,17 @@ class HC18Dataset(SegDataset):
 
 
 def _read_csv(path: Path) -> dict[str, tuple[float, float | None]]:
+    """``{file name: (mm per pixel, reference HC mm or None)}``; pixel sizes must be finite and > 0."""
+    rows = read_csv(path, "HC18 pixel-size CSV")
+    if not rows or not rows[0] or "filename" not in rows[0][0].lower():
+        raise LightsegError(f"{path}: expected a header 'filename,pixel size(mm),...'")
     table = {}
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or "filename" not in header[0].lower():
-            raise LightsegError(f"{path}: expected a header 'filename,pixel size(mm),...'")
-        for line, row in enumerate(reader, 2):
-            try:
-                table[row[0]] = (float(row[1]), float(row[2]) if len(row) > 2 and row[2] else None)
-            except (IndexError, ValueError):
-                raise LightsegError(f"{path}:{line}: cannot read pixel size / HC from {row}") from None
+    for line, row in enumerate(rows[1:], 2):
+        try:
+            px, hc = row[1], float(row[2]) if len(row) > 2 and row[2] else None
+        except (IndexError, ValueError):
+            raise LightsegError(f"{path}:{line}: cannot read pixel size / HC from {row}") from None
+        table[row[0]] = (check_pixel_size(px, f"{path}:{line} ({row[0]})"), hc)
     return table
 
 
@@ -100,12 +100,18 @@ def read_hc18(path: str | Path) -> SegDataset:
     records = []
     for folder in _image_dirs(root):
         csv_path = next((p for n in CSV_NAMES for p in (folder / n, folder.parent / n) if p.exists()), None)
-        table = _read_csv(csv_path) if csv_path else {}
+        if csv_path is None:
+            raise LightsegError(f"{folder}: no pixel-size CSV ({' or '.join(CSV_NAMES)}) in it or beside it; "
+                                "HC18 images need theirs, copy it from the release")
+        table = _read_csv(csv_path)
         names = sorted(p.name for p in folder.iterdir() if NAME.match(p.name))
         for name in names:
             subject = NAME.match(name).group(1)
             mask = folder / name.replace(".png", "_Annotation.png")
-            px, hc = table.get(name, (None, None))
+            if name not in table:
+                raise LightsegError(f"{folder / name}: not in {csv_path}, so its pixel size is unknown; "
+                                    "add its row (file name, mm per pixel) or remove the image")
+            px, hc = table[name]
             records.append(Record(id=Path(name).stem, image=str(folder / name),
                                   mask=str(mask) if mask.exists() else None, subject=subject,
                                   plane="trans-thalamic", pixel_size_mm=px, hc_mm=hc))
