@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tf_keras as keras
+from conftest import tiny_unet
 
 from lightseg_tf.cli import main
 from lightseg_tf.config import load_config
@@ -35,7 +35,6 @@ from lightseg_tf.deploy.metadata import (METADATA_NAME, decode_metadata, encode_
                                          read_metadata, segmenter_metadata, write_metadata)
 from lightseg_tf.deploy.runtime import load_tflite, make_interpreter, read_card
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.models import build_model
 
 SIZE = 48
 CLASSES = ["background", "Brain", "CSP", "LV"]
@@ -48,12 +47,7 @@ MEDIAPIPE_VENV = Path(os.environ.get("LIGHTSEG_MEDIAPIPE_VENV", Path.home() / ".
 @pytest.fixture(scope="module")
 def tiny_model():
     """A seeded untrained net whose head is scaled up so its class maps are varied and not near-ties."""
-    keras.utils.set_random_seed(0)
-    model = build_model("unet", (SIZE, SIZE, 1), len(CLASSES), base_filters=4, depth=2)
-    head = model.get_layer("logits")
-    kernel, bias = head.get_weights()
-    head.set_weights([kernel * 20.0, bias])
-    return model
+    return tiny_unet(SIZE, len(CLASSES))
 
 
 @pytest.fixture(scope="module")
