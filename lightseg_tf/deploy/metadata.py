@@ -357,7 +357,6 @@ def segmenter_metadata(card: dict, *, input_scale: float | None = None,
     size = int(card["input"]["size"])
     names = [c["name"] for c in card["classes"]]
     std = float(round(1.0 / input_scale, 3)) if input_scale else 1.0
-    training = card.get("training_data") or {}
     letterbox = card["input"].get("letterbox", "")
     default_description = (
         f"Fetal-ultrasound segmentation into {len(names)} classes ({', '.join(names)}), made by lightseg_tf "
@@ -370,7 +369,7 @@ def segmenter_metadata(card: dict, *, input_scale: float | None = None,
         "version": str(card.get("version", "1")),
         "author": card.get("author") or f"lightseg_tf {card.get('lightseg_tf', '')}".strip(),
         "license": card.get("license") or ("Apache-2.0 (lightseg_tf); the weights carry the terms of their "
-                                           f"training data{': ' + str(training['path']) if training.get('path') else ''}"),
+                                           "training data (the model card's training_data)"),
         "subgraph_metadata": [{
             "name": "segmenter",
             "input_tensor_metadata": [{
