@@ -41,3 +41,18 @@ def phantom_arrays(n: int, size: int = 64, seed: int = 5):
         xs.append(letterbox_image(img, size)[0])
         ys.append(letterbox_mask(mask, size))
     return np.stack(xs), np.stack(ys)
+
+
+def tiny_unet(size: int, num_classes: int = 4, head_scale: float = 20.0):
+    """A seeded untrained 2-level U-Net (4 base filters) whose head is scaled up, so its logits
+    are not near-ties and its class maps are varied: the tiny model of the export tests."""
+    import tf_keras as keras
+
+    from lightseg_tf.models import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("unet", (size, size, 1), num_classes, base_filters=4, depth=2)
+    head = model.get_layer("logits")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * head_scale, bias])
+    return model

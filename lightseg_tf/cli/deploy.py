@@ -11,6 +11,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output .tflite path (model.json card written beside it)")
     p.add_argument("--calib-n", type=int, default=64, help="TRAIN images used to calibrate int8 (default 64)")
     p.add_argument("--model-file", default=None, help="model inside the run (default best.keras)")
+    p.add_argument("--mediapipe", action="store_true",
+                   help="also write OUT_mediapipe.tflite for MediaPipe Tasks' ImageSegmenter: uint8 RGB in, "
+                        "float32 probabilities out, TFLite Model Metadata with the labels (named in the card)")
     p.add_argument("--golden", default=None, metavar="DIR",
                    help="also write golden vectors (phantom inputs, letterboxes, class maps, HC/BPD) and a "
                         "copy of the model into DIR, for the Android and browser demos' tests")
@@ -53,11 +56,15 @@ def run_export(args) -> int:
     from lightseg_tf.deploy.convert import export_run
     from lightseg_tf.deploy.runtime import read_card
 
-    path, card_path = export_run(args.run, args.out, args.quant, args.calib_n, args.model_file)
+    path, card_path = export_run(args.run, args.out, args.quant, args.calib_n, args.model_file,
+                                 mediapipe=args.mediapipe)
     card = read_card(card_path)
     tpu = card["edgetpu"]
     print(f"{path}  ({card['bytes'] / 1024:.0f} KiB, sha256 {card['sha256'][:12]}...)")
     print(f"card: {card_path}")
+    if "mediapipe" in card:
+        mp = card["mediapipe"]
+        print(f"mediapipe: {path.with_name(mp['file'])}  ({mp['bytes'] / 1024:.0f} KiB, sha256 {mp['sha256'][:12]}...)")
     print("edge TPU: " + ("compatible" if tpu["compatible"] else "NOT compatible: " + json.dumps(
         {k: tpu[k] for k in ("unsupported_ops", "float_tensors", "dynamic_shapes")})))
     if args.golden:

@@ -23,11 +23,10 @@ from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import atomic_path, json_text, remove_stale_temps
 from lightseg_tf.core.palette import class_colors
 from lightseg_tf.data.tfdata import letterboxed_sample
+from lightseg_tf.deploy.converter import QUANT_MODES, convert_function  # noqa: F401 (QUANT_MODES re-exported)
 from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, tensor_entry
 from lightseg_tf.models.saving import load_trained_model
 from lightseg_tf.runs import BEST_MODEL, open_run
-
-QUANT_MODES = ("int8", "float16", "dynamic", "float32")
 
 # Ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on the Edge TPU",
 # supported operations table); anything else runs on the host CPU, and the compiler sends
@@ -72,35 +71,7 @@ def convert(model, quant: str = "int8", representative: Iterable[np.ndarray] | N
     Returns:
         The .tflite bytes.
     """
-    import tensorflow as tf
-
-    if quant not in QUANT_MODES:
-        raise LightsegError(f"unknown quantization {quant!r}; choose one of {list(QUANT_MODES)}")
-    size = int(model.input_shape[1])
-    serve = _serving_function(model, size)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
-    if quant == "float16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    elif quant == "dynamic":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif quant == "int8":
-        images = [np.asarray(x, np.float32).reshape(1, size, size, 1) for x in (representative or [])]
-        if not images:
-            raise LightsegError("int8 export needs representative TRAIN images for calibration")
-        # Pin the input range to exactly [0, 1] so the uint8 input is the raw pixel value
-        # (scale 1/255, zero point 0): one calibration copy carries a 0 and a 1 pixel.
-        anchor = images[0].copy()
-        anchor[0, 0, 0, 0], anchor[0, 0, 1, 0] = 0.0, 1.0
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([x] for x in [anchor, *images])
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.uint8
-    try:
-        return conv.convert()
-    except Exception as exc:  # the converter raises many types; name the model and mode
-        raise LightsegError(f"TFLite conversion ({quant}) of model {model.name!r} failed: {exc}") from None
+    return convert_function(_serving_function(model, int(model.input_shape[1])), model, quant, representative)
 
 
 def inspect_tflite(content: bytes) -> dict:
@@ -263,11 +234,12 @@ def write_export(content: bytes, card: dict, out: str | Path) -> tuple[Path, Pat
 
 
 def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: int = 64,
-               model_file: str | None = None) -> tuple[Path, Path]:
+               model_file: str | None = None, mediapipe: bool = False) -> tuple[Path, Path]:
     """Export a training run's best model (or ``model_file`` inside it, e.g. a QAT .h5) with its card.
 
     The representative sample for int8 calibration is the first ``calib_n`` images of the
-    run's TRAIN split, letterboxed exactly as in training.
+    run's TRAIN split, letterboxed exactly as in training. ``mediapipe=True`` also writes
+    ``<stem>_mediapipe.tflite`` (:mod:`lightseg_tf.deploy.mediapipe`), named in the card.
     """
     rd = open_run(run)
     model = load_trained_model(rd.run_dir / (model_file or BEST_MODEL))
@@ -286,4 +258,8 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
                        "calibration_images": len(calib) if quant == "int8" else 0},
         metrics=json.loads(summary.read_text()) if summary.exists() else None,
     )
+    if mediapipe:
+        from lightseg_tf.deploy.mediapipe import export_mediapipe
+
+        card["mediapipe"] = export_mediapipe(model, card, out, quant, calib)
     return write_export(content, card, out)

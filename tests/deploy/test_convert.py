@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import tf_keras as keras
+from conftest import tiny_unet
 
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.deploy.convert import build_card, convert, edgetpu_report, inspect_tflite, write_export, xnnpack_fallback_ops
 from lightseg_tf.deploy.runtime import load_tflite, read_card
-from lightseg_tf.models import build_model
 
 SIZE = 32
 CLASSES = ["background", "Brain", "CSP", "LV"]
@@ -19,12 +19,7 @@ COLORS = [[0, 0, 0], [230, 60, 60], [60, 200, 90], [60, 110, 230]]
 @pytest.fixture(scope="module")
 def tiny_model():
     """A seeded untrained net whose head is scaled up so its logits are not near-ties."""
-    keras.utils.set_random_seed(0)
-    model = build_model("unet", (SIZE, SIZE, 1), 4, base_filters=4, depth=2)
-    head = model.get_layer("logits")
-    kernel, bias = head.get_weights()
-    head.set_weights([kernel * 20.0, bias])
-    return model
+    return tiny_unet(SIZE)
 
 
 @pytest.fixture(scope="module")
