@@ -276,6 +276,8 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
         The history ``{column: [per-epoch values]}``.
     """
     best_path, final_path, history_csv = run / f"best{suffix}", run / f"final{suffix}", run / "history.csv"
+    for stale in run.glob(".*.partial.*"):  # a save that a kill interrupted (save_model_atomic's temp)
+        stale.unlink()
     # Epoch-end order survives a kill at any moment: the history row first, then the best model,
     # the backup last. A kill before the backup makes the resumed run train that epoch again
     # (its row is replaced, its score competes again); the backup never runs ahead of the rest.

@@ -184,3 +184,20 @@ def test_a_kill_while_saving_the_best_model_loses_no_epoch(tmp_path, monkeypatch
     best_epoch = int(np.argmax(hist["val_mean_fg_dice"]))
     saved = load_trained_model(run / "best.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(saved, weights[best_epoch]))
+
+
+def test_reading_a_run_never_writes_into_it_and_a_stale_partial_save_is_cleared(tmp_path):
+    import shutil
+
+    from lightseg_tf.runs import open_run
+
+    cfg = load_config(None, [*TINY, "train.epochs=1", f"run_root={tmp_path}", "name=ro"])
+    run = train(cfg).run_dir
+    shutil.rmtree(run / "phantom")
+    with pytest.raises(LightsegError, match="phantom data is missing"):
+        open_run(run)
+    assert not (run / "phantom").exists()  # opening did not regenerate it
+    (run / ".best.partial.keras").write_bytes(b"half a model")  # left by a kill inside a save
+    (run / "final.keras").unlink()
+    train(cfg)  # training (not reading) may write the phantom again, and clears the stale save
+    assert not (run / ".best.partial.keras").exists() and (run / "phantom").is_dir()
