@@ -42,7 +42,12 @@ class Predictor:
         size: the square input side S the model was built (or exported) for.
         classes: class names, index = class id, when the model's origin says them (else None).
         name: a short label for tables and logs.
+        calibration: the model's calibrated confidence ``{score, threshold, calibrated_on}`` (from
+            its card or its run's ``confidence.json``; :mod:`lightseg_tf.anatomy.confidence`), or
+            None when uncalibrated.
     """
+
+    calibration: dict | None = None
 
     def __init__(self, size: int, classes: Sequence[str] | None = None, name: str = "model"):
         self.size = int(size)

@@ -14,13 +14,20 @@ from lightseg_tf.models.qat import qat_scope
 from lightseg_tf.runs import BEST_MODEL
 
 
-def load_trained_model(path: str | Path) -> keras.Model:
-    """Load a run directory's best model, or a ``.keras`` / ``.h5`` model file."""
-    list_models()  # imports every architecture module so its custom layers are registered
+def model_path(path: str | Path) -> Path:
+    """The model file a path means: a run directory's best model (``best.keras``, or ``best.h5`` for
+    a run that trained a QAT student), else the path itself."""
     path = Path(path)
     if path.is_dir():
         qat_best = path / "best.h5"  # a run that trained a QAT student holds .h5 models
-        path = qat_best if qat_best.exists() and not (path / BEST_MODEL).exists() else path / BEST_MODEL
+        return qat_best if qat_best.exists() and not (path / BEST_MODEL).exists() else path / BEST_MODEL
+    return path
+
+
+def load_trained_model(path: str | Path) -> keras.Model:
+    """Load a run directory's best model, or a ``.keras`` / ``.h5`` model file."""
+    list_models()  # imports every architecture module so its custom layers are registered
+    path = model_path(path)
     if not path.is_file():
         raise LightsegError(f"{path}: no such model file; pass a run directory or a .keras file")
     if path.suffix == ".h5":  # QAT models only survive .h5
