@@ -21,11 +21,12 @@ import numpy as np
 from lightseg_tf import __version__
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import write_bytes_atomic, write_json_atomic
+from lightseg_tf.core.log import LOG
 from lightseg_tf.core.palette import class_colors
 from lightseg_tf.data.tfdata import letterboxed_sample
 from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, tensor_entry
 from lightseg_tf.models.saving import load_trained_model
-from lightseg_tf.runs import BEST_MODEL, open_run
+from lightseg_tf.runs import BEST_MODEL, open_run, read_confidence
 
 QUANT_MODES = ("int8", "float16", "dynamic", "float32")
 
@@ -274,5 +275,20 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
         training_data={"path": str(rd.dataset.root), "format": rd.dataset.format, "train_images": len(train),
                        "calibration_images": len(calib) if quant == "int8" else 0},
         metrics=json.loads(summary.read_text()) if summary.exists() else None,
+        confidence=card_confidence(read_confidence(rd.run_dir), model_file or BEST_MODEL),
     )
     return write_export(content, card, out)
+
+
+def card_confidence(calibration: dict | None, source: str) -> dict | None:
+    """The card's ``confidence`` (score, threshold, calibrated_on) from a run's ``confidence.json``;
+    None when the run was not calibrated (``lightseg calibrate RUN``) or was for another model file
+    than ``source``, the one exported."""
+    if not calibration:
+        return None
+    if (calibration.get("calibrated_on") or {}).get("model") != source:
+        LOG.warning("confidence.json was calibrated for %s, not %s: the card gets no confidence threshold; "
+                    "run lightseg calibrate RUN --model-file %s", calibration.get("calibrated_on", {}).get("model"),
+                    source, source)
+        return None
+    return {k: calibration.get(k) for k in ("score", "threshold", "calibrated_on")}
