@@ -203,12 +203,13 @@ def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, 
         "share_flagged", "flagged": {n, ..., "no_head_found"}, "unflagged": {...}}, "rows": [...]}``.
     """
     calibration = calibration or predictor.calibration
+    classes = predictor.classes or dataset.classes  # the model's own (a phantom model's Brain, CSP, LV on HC18)
     rows = []
     for rec in dataset.records:
         if not rec.hc_mm or not rec.pixel_size_mm:
             continue
-        mask, conf = predict_with_confidence(predictor, dataset.load_image(rec), dataset.classes)
-        m = add_confidence(measure_mask(mask, dataset.classes, rec.pixel_size_mm), conf, calibration)
+        mask, conf = predict_with_confidence(predictor, dataset.load_image(rec), classes)
+        m = add_confidence(measure_mask(mask, classes, rec.pixel_size_mm), conf, calibration)
         hc = m.get("hc")
         rows.append({"id": rec.id, "reference_hc_mm": rec.hc_mm, "hc_mm": hc,
                      "error_mm": None if hc is None else hc - rec.hc_mm, "confidence": m["confidence"],

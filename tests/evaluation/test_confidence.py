@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from lightseg_tf.anatomy.confidence import LOW_CONFIDENCE
 from lightseg_tf.cli import main
@@ -40,6 +41,7 @@ def test_a_perfect_model_scores_high_and_is_not_flagged(phantom_dir):
     assert {r["confidence_status"] for r in uncal["rows"]} == {"uncalibrated"}
 
 
+@pytest.mark.slow
 def test_a_one_epoch_model_is_flagged_by_measure_evaluate_and_its_export(tmp_path, capsys):
     assert main(["train", *TINY, f"run_root={tmp_path}", "name=tiny"]) == 0
     run = tmp_path / "tiny"
