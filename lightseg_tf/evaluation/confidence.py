@@ -82,9 +82,9 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
     """Choose the "low confidence: do not use" threshold on VAL images and write ``confidence.json``.
 
     Each VAL image is measured as ``lightseg measure`` measures it (:func:`predict_with_confidence`)
-    and is BAD when no head is found, its HC is off by more than ``hc_tolerance`` (relative; only
-    where the record has a reference HC and pixel size) or its head Dice against the mask is
-    below ``dice_min``. The threshold is :func:`~lightseg_tf.anatomy.confidence.choose_threshold`:
+    and is BAD when its head Dice against the mask is below ``dice_min`` (a head missed or drawn
+    where there is none), its HC is off by more than ``hc_tolerance`` (relative; where the record
+    has a reference HC and pixel size) or no head is found where the record has a reference HC. The threshold is :func:`~lightseg_tf.anatomy.confidence.choose_threshold`:
     the larger of (1) the highest score cut below which bad images are more than half (they
     dominate) and (2) the ``good_quantile`` quantile of the good images' scores (the model is
     outside what VAL showed it does well).
@@ -104,14 +104,11 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
     for rec in val_dataset.records:
         image, truth = val_dataset.load_pair(rec)
         mask, conf = predict_with_confidence(predictor, image, classes)
-        hc = None
-        rel = None
-        if rec.hc_mm and rec.pixel_size_mm:
-            hc = measure_mask(mask, classes, rec.pixel_size_mm).get("hc")
-            rel = None if hc is None else (hc - rec.hc_mm) / rec.hc_mm
+        hc = measure_mask(mask, classes, rec.pixel_size_mm).get("hc")
+        rel = (hc - rec.hc_mm) / rec.hc_mm if hc is not None and rec.hc_mm and rec.pixel_size_mm else None
         dice = head_dice(mask, classes, truth, val_dataset.classes)
-        bad = (conf["components"] == {} or (rel is not None and abs(rel) > hc_tolerance)
-               or (dice is not None and dice < dice_min))
+        bad = ((dice is not None and dice < dice_min) or (rel is not None and abs(rel) > hc_tolerance)
+               or (hc is None and bool(rec.hc_mm)))  # a head with a reference HC that was not found
         rows.append({"id": rec.id, "score": conf["score"], "hc_rel_error": rel, "head_dice": dice, "bad": bad})
     if not rows:
         raise LightsegError(f"{val_dataset.root}: the VAL split is empty; nothing to calibrate the confidence on")
