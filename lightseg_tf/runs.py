@@ -7,6 +7,7 @@ What every later stage reads from a run lives here: its config, dataset and spli
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 MONITOR = "val_mean_fg_dice"
 BEST_MODEL = "best.keras"
 FINAL_MODEL = "final.keras"
+# The confidence threshold calibrated on the run's VAL split (`lightseg calibrate RUN`).
+CONFIDENCE_FILE = "confidence.json"
 
 
 def open_run_dir(cfg: Config, run_dir: str | Path | None = None, allow_changes: bool = False) -> Path:
@@ -101,6 +104,18 @@ def read_history(history_csv: Path) -> dict[str, list[float]]:
     cols = [c for c in (next(iter(rows.values())).keys() if rows else []) if c != "epoch"]
     ordered = [rows[k] for k in sorted(rows)]
     return {"epoch": sorted(rows), **{c: [float(r[c]) for r in ordered] for c in cols}}
+
+
+def read_confidence(run_dir: str | Path) -> dict | None:
+    """The run's calibrated confidence (``confidence.json``: score, threshold, calibrated_on, ...);
+    None when the run has not been calibrated."""
+    path = Path(run_dir) / CONFIDENCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise LightsegError(f"{path}: not valid JSON ({exc}); rerun lightseg calibrate") from None
 
 
 def save_model_atomic(model: keras.Model, path: str | Path) -> None:

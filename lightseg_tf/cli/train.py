@@ -33,6 +33,18 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_evaluate)
 
+    p = sub.add_parser("calibrate", help="choose the 'low confidence: do not use' threshold on the run's VAL split "
+                                         "(RUN/confidence.json, copied into the card by lightseg export)")
+    p.add_argument("run", metavar="RUN", help="run directory made by lightseg train")
+    p.add_argument("--model-file", default=None, help="model inside the run (default best.keras)")
+    p.add_argument("--hc-tolerance", type=float, default=0.05,
+                   help="an image is bad above this relative HC error (default 0.05)")
+    p.add_argument("--dice-min", type=float, default=0.9, help="... or below this head Dice (default 0.9)")
+    p.add_argument("--good-quantile", type=float, default=0.02,
+                   help="the threshold is at least this quantile of the good VAL images' scores (default 0.02)")
+    p.add_argument("--json", action="store_true", help="print confidence.json")
+    p.set_defaults(func=run_calibrate)
+
 
 def run_train(args) -> int:
     from lightseg_tf.training.trainer import train
@@ -79,4 +91,21 @@ def run_evaluate(args) -> int:
         if hc:
             print("\n" + format_hc_errors(hc))
         print(f"per image: {csv_path}\nsummary:   {json_path}")
+    return 0
+
+
+def run_calibrate(args) -> int:
+    from lightseg_tf.evaluation.confidence import calibrate_run
+
+    result = calibrate_run(args.run, args.model_file, hc_tolerance=args.hc_tolerance, dice_min=args.dice_min,
+                           good_quantile=args.good_quantile)
+    result.pop("rows")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    v = result["val"]
+    print(f"confidence threshold {result['threshold']:.2f} ({result['score']}), on {v['n']} VAL images: "
+          f"{v['bad']} bad, {v['flagged']} flagged ({v['flagged_bad']} of them bad)")
+    print(f"rule: {result['rule']}")
+    print(f"written to {args.run}/confidence.json; lightseg export copies it into the model card")
     return 0

@@ -21,12 +21,13 @@ import numpy as np
 from lightseg_tf import __version__
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import atomic_path, json_text, remove_stale_temps
+from lightseg_tf.core.log import LOG
 from lightseg_tf.core.palette import class_colors
 from lightseg_tf.data.tfdata import letterboxed_sample
 from lightseg_tf.deploy.converter import QUANT_MODES, convert_function  # noqa: F401 (QUANT_MODES re-exported)
 from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, tensor_entry
 from lightseg_tf.models.saving import load_trained_model
-from lightseg_tf.runs import BEST_MODEL, open_run
+from lightseg_tf.runs import BEST_MODEL, open_run, read_confidence
 
 # Ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on the Edge TPU",
 # supported operations table); anything else runs on the host CPU, and the compiler sends
@@ -257,9 +258,24 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
         training_data={"path": str(rd.dataset.root), "format": rd.dataset.format, "train_images": len(train),
                        "calibration_images": len(calib) if quant == "int8" else 0},
         metrics=json.loads(summary.read_text()) if summary.exists() else None,
+        confidence=card_confidence(read_confidence(rd.run_dir), model_file or BEST_MODEL),
     )
     if mediapipe:
         from lightseg_tf.deploy.mediapipe import export_mediapipe
 
         card["mediapipe"] = export_mediapipe(model, card, out, quant, calib)
     return write_export(content, card, out)
+
+
+def card_confidence(calibration: dict | None, source: str) -> dict | None:
+    """The card's ``confidence`` (score, threshold, calibrated_on) from a run's ``confidence.json``;
+    None when the run was not calibrated (``lightseg calibrate RUN``) or was for another model file
+    than ``source``, the one exported."""
+    if not calibration:
+        return None
+    if (calibration.get("calibrated_on") or {}).get("model") != source:
+        LOG.warning("confidence.json was calibrated for %s, not %s: the card gets no confidence threshold; "
+                    "run lightseg calibrate RUN --model-file %s", calibration.get("calibrated_on", {}).get("model"),
+                    source, source)
+        return None
+    return {k: calibration.get(k) for k in ("score", "threshold", "calibrated_on")}

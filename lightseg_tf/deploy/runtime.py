@@ -18,8 +18,8 @@ from lightseg_tf.core.io import read_json_file, sha256_file
 from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
-from lightseg_tf.models.saving import is_saved_model, load_trained_model
-from lightseg_tf.runs import open_run
+from lightseg_tf.models.saving import is_saved_model, load_trained_model, model_path
+from lightseg_tf.runs import open_run, read_confidence
 
 CARD_SCHEMA = "lightseg-model-card/1"
 
@@ -117,6 +117,7 @@ class TFLitePredictor(Predictor):
                          card.get("name", Path(path).stem), num_classes=int(card["outputs"]["probs"]["shape"][-1]),
                          source=str(path))
         self.path, self.card, self.interpreter = Path(path), card, interpreter
+        self.calibration = card.get("confidence")
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One letterboxed image ``[S,S,1]`` float in [0,1] -> (class map ``[S,S]``, probs ``[S,S,C]``)."""
@@ -218,4 +219,10 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
             raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
         return load_tflite(path, threads=threads)
     classes = open_run(path).dataset.classes if path.is_dir() and not is_saved_model(path) else None
-    return KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name, source=str(path))
+    predictor = KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name, source=str(path))
+    # The run's calibrated confidence threshold, when it was calibrated for this model file.
+    calibration = read_confidence(path if path.is_dir() else path.parent)
+    same_model = calibration and (calibration.get("calibrated_on") or {}).get("model") == model_path(path).name
+    if same_model and tta in (None, "", "none"):  # hflip TTA changes the probabilities the score reads
+        predictor.calibration = calibration
+    return predictor

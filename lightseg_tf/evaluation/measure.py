@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lightseg_tf.anatomy.biometry import check_pixel_size, measure_mask
+from lightseg_tf.anatomy.confidence import LOW_CONFIDENCE
 from lightseg_tf.anatomy.gestational_age import format_ga
 from lightseg_tf.core.io import (read_class_mask, read_csv, read_gray, read_pil, staged_dir, write_csv_atomic,
                                  write_json_atomic)
@@ -17,6 +18,7 @@ from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
 from lightseg_tf.data.readers.hc18 import filled_head_mask
 from lightseg_tf.deploy.runtime import training_domain_text
+from lightseg_tf.evaluation.confidence import add_confidence, predict_with_confidence
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 
@@ -44,6 +46,7 @@ def mask_classes(mask_path: str | Path) -> tuple[str, ...]:
 
 FIELDS = ("image", "units", "hc", "bpd", "ofd", "cephalic_index", "csp_width", "lv_width", "lv_flag",
           "ga_weeks_hadlock", "ga_weeks_intergrowth", "ga_weeks", "hc_z", "hc_centile", "bpd_z", "bpd_centile",
+          "confidence", "confidence_threshold", "confidence_status", "confidence_structures",
           "flags", "notes", "training_domain")
 
 
@@ -54,8 +57,9 @@ def report_lines(m: dict, notes: bool = True) -> list[str]:
     flags were decided on. Flags follow as ``! ...``; ``notes`` (why a value is missing) as ``(...)``.
     """
     if "hc" not in m:
-        return (["; ".join(m["flags"]) or "no head found"] + [f"({n})" for n in m.get("notes", []) if notes]
-                + _domain(m))
+        return (["; ".join(f for f in m["flags"] if f != LOW_CONFIDENCE) or "no head found"] + _confidence(m)
+                + [f"! {f}" for f in m["flags"] if f == LOW_CONFIDENCE]
+                + [f"({n})" for n in m.get("notes", []) if notes] + _domain(m))
     u = m["units"]
     lines = [f"HC {m['hc']:.1f} {u}, BPD {m['bpd']:.1f} {u}, OFD {m['ofd']:.1f} {u}, CI {m['cephalic_index']:.1f}"]
     widths = [f"{name} {m[key]:.1f} {u}" for key, name in (("csp_width", "CSP"), ("lv_width", "LV"))
@@ -71,7 +75,17 @@ def report_lines(m: dict, notes: bool = True) -> list[str]:
         sizes = [f"{k.upper()} centile {m[k + '_centile']:.1f} (z {m[k + '_z']:+.2f})" for k in ("hc", "bpd")
                  if m.get(k + "_centile") is not None]
         lines.append(f"at GA {format_ga(m['ga_weeks'])} weeks: " + (", ".join(sizes) or "no centiles"))
-    return lines + [f"! {f}" for f in m["flags"]] + [f"({n})" for n in m.get("notes", []) if notes] + _domain(m)
+    return (lines + _confidence(m) + [f"! {f}" for f in m["flags"]] + [f"({n})" for n in m.get("notes", []) if notes]
+            + _domain(m))
+
+
+def _confidence(m: dict) -> list[str]:
+    """The model's confidence in this measurement and the threshold it is judged against."""
+    if m.get("confidence") is None:
+        return []
+    if m.get("confidence_threshold") is None:
+        return [f"confidence {m['confidence']:.2f} (uncalibrated: no threshold known)"]
+    return [f"confidence {m['confidence']:.2f} (threshold {m['confidence_threshold']:.2f})"]
 
 
 def _domain(m: dict) -> list[str]:
@@ -101,7 +115,8 @@ def annotate(image: np.ndarray, mask: np.ndarray, m: dict, num_classes: int) -> 
 
 def measure_files(images: list[str], classes, *, model: Predictor | None = None, masks: list[str] | None = None,
                   pixel_size_mm: float | None = None, out_dir: str | Path | None = None,
-                  pixel_sizes: dict[str, float] | None = None, ga_weeks: float | None = None) -> list[dict]:
+                  pixel_sizes: dict[str, float] | None = None, ga_weeks: float | None = None,
+                  calibration: dict | None = None) -> list[dict]:
     """Measure each image (from ``model``'s prediction or the matching mask); write PNGs + CSV.
 
     Args:
@@ -113,7 +128,12 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         out_dir: where ``<stem>_measure.png`` and ``measurements.csv`` go (None: nothing written).
         pixel_sizes: file name -> mm, overriding ``pixel_size_mm`` per image.
         ga_weeks: the GA known from dating, for HC / BPD centiles and z-scores (None: GA from HC only).
+        calibration: the confidence threshold to judge by (``{threshold, ...}``); None: the
+            model's own (its card's or run's, :attr:`Predictor.calibration`).
 
+    A model's measurement gets its confidence (:func:`~lightseg_tf.evaluation.confidence.add_confidence`):
+    ``confidence`` in [0, 1], ``confidence_threshold``, ``confidence_status`` (low / ok /
+    uncalibrated), per-structure margins; a low score is flagged "low confidence: do not use".
     A .tflite model segments as the devices do (:meth:`TFLitePredictor.predict_mask`), so the
     HC here is the browser's and the Android app's; its card's training domain goes into each
     row (``training_domain``) and onto the PNG.
@@ -128,6 +148,7 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
         model.check_classes(classes, "the class list")
     card = getattr(model, "card", None) if masks is None else None
     domain = training_domain_text(card) if card else None
+    calibration = calibration or (model.calibration if model is not None else None)
     rows = []
     with staged_dir(out_dir) if out_dir is not None else contextlib.nullcontext() as stage:
         for k, path in enumerate(images):
@@ -139,10 +160,13 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
                 if mask.shape != image.shape[:2]:
                     raise LightsegError(f"{masks[k]}: mask is {mask.shape[1]}x{mask.shape[0]} but {path} is "
                                         f"{image.shape[1]}x{image.shape[0]}")
+                conf = None
             else:
-                mask = model.predict_mask(image)
+                mask, conf = predict_with_confidence(model, image, classes)
             px = (pixel_sizes or {}).get(Path(path).name, pixel_size_mm)
             m = measure_mask(mask, classes, px, ga_weeks)
+            if conf is not None:
+                add_confidence(m, conf, calibration)
             m["image"] = str(path)
             if card:
                 m["training_domain"] = domain
@@ -150,7 +174,9 @@ def measure_files(images: list[str], classes, *, model: Predictor | None = None,
             if stage is not None:
                 annotate(image, mask, m, len(classes)).save(stage / f"{Path(path).stem}_measure.png", format="PNG")
         if stage is not None:
-            joined = ({**r, "flags": "; ".join(r["flags"]), "notes": "; ".join(r.get("notes", []))} for r in rows)
+            joined = ({**r, "flags": "; ".join(r["flags"]), "notes": "; ".join(r.get("notes", [])),
+                       "confidence_structures": "; ".join(f"{k} {v:.2f}" for k, v in
+                                                          r.get("confidence_structures", {}).items())} for r in rows)
             write_csv_atomic(stage / "measurements.csv", joined, FIELDS, ignore_extra=True)
     return rows
 
@@ -198,30 +224,41 @@ def measure_paths(images: list[str], *, model: str | None = None, masks: list[st
                          out_dir=out_dir, pixel_sizes=per_image, ga_weeks=ga_weeks)
 
 
-def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, stem: str = "hc") -> dict:
+def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, stem: str = "hc",
+              calibration: dict | None = None) -> dict:
     """Head-circumference error of ``predictor`` against each record's reference HC, with its sign.
 
     The error is predicted minus reference, in mm (each record's own pixel size), so a positive
     mean is a model that draws heads too large. Records without a reference HC or pixel size are
-    skipped; an image where no head is found counts in ``no_head_found``.
+    skipped; an image where no head is found counts in ``no_head_found``. Each image also gets
+    its confidence (as ``lightseg measure`` gives it) and, against the threshold, its status; the
+    summary's ``confidence`` splits the errors into flagged ("low confidence: do not use") and
+    unflagged images.
 
     Args:
         predictor: the model (Keras or TFLite) measured at each image's original resolution.
         dataset: records with ``hc_mm`` and ``pixel_size_mm`` (HC18).
         out_dir: when given, ``<stem>_per_image.csv`` and ``<stem>_summary.json`` are written there.
+        calibration: the confidence threshold to judge by; None: the model's own
+            (:attr:`Predictor.calibration`), uncalibrated when it has none.
 
     Returns:
         ``{"n", "no_head_found", "mean_abs", "median_abs", "mean_signed", "by_hc_quartile": [{"hc_range",
-        "n", "mean_signed", "mean_abs", "median_abs", "mean_rel_signed_pct"}], "rows": [...]}``.
+        "n", "mean_signed", "mean_abs", "median_abs", "mean_rel_signed_pct"}], "confidence": {"threshold",
+        "share_flagged", "flagged": {n, ..., "no_head_found"}, "unflagged": {...}}, "rows": [...]}``.
     """
+    calibration = calibration or predictor.calibration
+    classes = predictor.classes or dataset.classes  # the model's own (a phantom model's Brain, CSP, LV on HC18)
     rows = []
     for rec in dataset.records:
         if not rec.hc_mm or not rec.pixel_size_mm:
             continue
-        m = measure_mask(predictor.predict_mask(dataset.load_image(rec)), dataset.classes, rec.pixel_size_mm)
+        mask, conf = predict_with_confidence(predictor, dataset.load_image(rec), classes)
+        m = add_confidence(measure_mask(mask, classes, rec.pixel_size_mm), conf, calibration)
         hc = m.get("hc")
         rows.append({"id": rec.id, "reference_hc_mm": rec.hc_mm, "hc_mm": hc,
-                     "error_mm": None if hc is None else hc - rec.hc_mm, "flags": "; ".join(m["flags"])})
+                     "error_mm": None if hc is None else hc - rec.hc_mm, "confidence": m["confidence"],
+                     "confidence_status": m["confidence_status"], "flags": "; ".join(m["flags"])})
     if not rows:
         raise LightsegError(f"{dataset.root}: no record has a reference HC and a pixel size; HC errors need both")
     found = [r for r in rows if r["error_mm"] is not None]
@@ -242,6 +279,13 @@ def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, 
             lo, hi = edges[k], edges[k + 1]
             part = [r for r in found if lo <= r["reference_hc_mm"] and (r["reference_hc_mm"] < hi or k == 3)]
             summary["by_hc_quartile"].append({"hc_range": [float(lo), float(hi)], **stats(part)})
+    flagged = [r for r in rows if r["confidence_status"] == "low"]
+    unflagged = [r for r in rows if r["confidence_status"] != "low"]
+    summary["confidence"] = {"threshold": (calibration or {}).get("threshold"),
+                             "share_flagged": len(flagged) / len(rows)}
+    for side, part in (("flagged", flagged), ("unflagged", unflagged)):
+        summary["confidence"][side] = {**stats([r for r in part if r["error_mm"] is not None]),
+                                       "no_head_found": sum(r["error_mm"] is None for r in part)}
     if out_dir is not None:
         write_csv_atomic(Path(out_dir) / f"{stem}_per_image.csv", rows)
         write_json_atomic(Path(out_dir) / f"{stem}_summary.json", summary)
@@ -259,6 +303,14 @@ def format_hc_errors(summary: dict) -> str:
     out = [f"{'HC error (mm)':<22}{'n':>5}{'signed':>10}{'abs mean':>10}{'abs med':>10}{'rel':>10}",
            line("all", summary)]
     out += [line(f"HC {q['hc_range'][0]:.0f}-{q['hc_range'][1]:.0f} mm", q) for q in summary["by_hc_quartile"]]
+    conf = summary.get("confidence")
+    if conf and conf["threshold"] is not None:
+        out += [line(f"conf < {conf['threshold']:.2f} (flagged)", conf["flagged"]),
+                line(f"conf >= {conf['threshold']:.2f}", conf["unflagged"]),
+                f"low confidence, do not use: {conf['share_flagged']:.1%} of the images"]
+    elif conf:
+        out.append("confidence uncalibrated (no threshold in the model card or run: lightseg calibrate RUN); "
+                   "scores per image in the CSV")
     if summary["no_head_found"]:
         out.append(f"no head found: {summary['no_head_found']} image(s)")
     return "\n".join(out)

@@ -45,7 +45,12 @@ class Predictor:
         classes: class names, index = class id, when the model's origin says them (else None).
         name: a short label for tables and logs.
         source: the file or run directory it was loaded from (for messages), else ``name``.
+        calibration: the model's calibrated confidence ``{score, threshold, calibrated_on}`` (from
+            its card or its run's ``confidence.json``; :mod:`lightseg_tf.anatomy.confidence`), or
+            None when uncalibrated.
     """
+
+    calibration: dict | None = None
 
     def __init__(self, size: int, classes: Sequence[str] | None = None, name: str = "model", *,
                  num_classes: int | None = None, source: str | None = None):

@@ -156,6 +156,16 @@ def _model_kind(path: Path) -> str:
     raise LightsegError(f"{path}: not a Keras model (.keras zip, .h5 or SavedModel directory); is it the right file?")
 
 
+def model_path(path: str | Path) -> Path:
+    """The model file a path means: a run directory's best model (``best.keras``, or ``best.h5`` for
+    a run that trained a QAT student), else the path itself (a file or a SavedModel directory)."""
+    path = Path(path)
+    if path.is_dir() and not is_saved_model(path):
+        qat_best = path / "best.h5"  # a run that trained a QAT student holds .h5 models
+        return qat_best if qat_best.exists() and not (path / BEST_MODEL).exists() else path / BEST_MODEL
+    return path
+
+
 def load_model_file(path: str | Path) -> keras.Model:
     """Load a ``.keras`` / ``.h5`` model file or a SavedModel directory, never running code from it.
 
@@ -181,11 +191,7 @@ def load_model_file(path: str | Path) -> keras.Model:
 def load_trained_model(path: str | Path) -> keras.Model:
     """Load a run directory's best model (``best.keras``, or a QAT run's ``best.h5``) or a model
     file / SavedModel directory, through :func:`load_model_file`."""
-    path = Path(path)
-    if path.is_dir() and not is_saved_model(path):
-        qat_best = path / "best.h5"  # a run that trained a QAT student holds .h5 models
-        path = qat_best if qat_best.exists() and not (path / BEST_MODEL).exists() else path / BEST_MODEL
-    return load_model_file(path)
+    return load_model_file(model_path(path))
 
 
 load_qat_model = load_trained_model  # a QAT .h5 needs nothing more (the loader opens tfmot's scope)

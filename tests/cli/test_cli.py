@@ -17,7 +17,7 @@ def _subcommands(parser):
 def test_every_subcommand_has_help(capsys):
     names = dict(_subcommands(build_parser()))
     assert {"demo", "data", "data synth", "data augment", "data split", "data inspect", "data fetch", "train",
-            "evaluate", "models", "models list", "models summary", "quantize", "export", "benchmark", "measure",
+            "evaluate", "calibrate", "models", "models list", "models summary", "quantize", "export", "benchmark", "measure",
             "explain", "robustness", "pipeline", "study", "teachers", "teachers predict", "ensemble",
             "ensemble tune", "distill", "tune"} <= set(names)
     for name in names:

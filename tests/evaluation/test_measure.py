@@ -119,18 +119,19 @@ def test_cli_ga_and_centiles_from_a_mask_of_known_pixel_size(tmp_path, capsys):
 
 
 class _MaskInOrder(Predictor):
-    """Returns each record's true mask (optionally grown by ``grow`` px), in dataset order."""
+    """Returns each record's true mask (optionally grown by ``grow`` px), in dataset order, as
+    certain probabilities (``predict_mask`` is their argmax)."""
 
     def __init__(self, dataset, grow=0):
         super().__init__(64, dataset.classes)
         self.masks, self.grow = [dataset.load_mask(r) for r in dataset.records], grow
 
-    def predict_mask(self, image):
+    def predict_image(self, image):
         mask = self.masks.pop(0)
         if self.grow:
             head = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=self.grow)
             mask = np.where((mask == 0) & (head > 0), 1, mask)
-        return mask
+        return np.eye(len(self.classes), dtype=np.float32)[mask]
 
 
 def test_hc_errors_are_signed_and_split_by_hc_quartile(phantom_dir, tmp_path):

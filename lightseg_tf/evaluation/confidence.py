@@ -1,0 +1,145 @@
+"""The confidence of a model's head measurement on one image, and its "do not use" threshold
+calibrated on a run's VAL split (``lightseg calibrate RUN`` writes ``confidence.json``, which
+``lightseg export`` copies into the model card).
+
+The score itself is :func:`lightseg_tf.anatomy.confidence.head_confidence`; here the model
+gives it its probabilities. The class map measured is the one :meth:`Predictor.predict_mask`
+gives (for a .tflite the devices' path); the probabilities are only read for the score.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+
+from lightseg_tf.anatomy.biometry import HEAD_CLASS_NAMES, measure_mask
+from lightseg_tf.anatomy.confidence import (LOW_CONFIDENCE, SCORE_FORMULA, SCORE_NAME, THRESHOLD_RULE,
+                                            choose_threshold, head_confidence, verdict)
+from lightseg_tf.anatomy.precision import round_half_up
+from lightseg_tf.core.io import write_json_atomic
+from lightseg_tf.core.log import LOG
+from lightseg_tf.deploy.runtime import load_predictor
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.models.predictor import Predictor
+from lightseg_tf.models.saving import model_path
+from lightseg_tf.runs import CONFIDENCE_FILE, open_run
+
+
+def predict_with_confidence(predictor: Predictor, image: np.ndarray, classes=None) -> tuple[np.ndarray, dict]:
+    """The class map to measure (``[H, W]`` at the original size) and its head confidence.
+
+    A Keras model's class map is the argmax of the same probabilities (one forward pass); a
+    model with its own :meth:`~Predictor.predict_mask` (a .tflite: the graph's class map, nearest
+    un-letterboxed, as on the devices) keeps it, and its probabilities feed only the score. The
+    boundary band is two model pixels wide at the original size (``2 max(H, W) / S``).
+    """
+    probs = predictor.predict_image(image)
+    if type(predictor).predict_mask is Predictor.predict_mask:
+        mask = probs.argmax(-1).astype(np.int32)
+    else:
+        mask = predictor.predict_mask(image)
+    classes = classes or predictor.classes
+    return mask, head_confidence(probs, mask, classes, band_px=2.0 * max(image.shape[:2]) / predictor.size)
+
+
+def confidence_fields(conf: dict, calibration: dict | None) -> dict:
+    """The fields a measurement row gets: ``confidence`` (0.01), ``confidence_threshold``,
+    ``confidence_status`` (low / ok / uncalibrated), per-structure margins and the components."""
+    threshold = (calibration or {}).get("threshold")
+    return {"confidence": round_half_up(conf["score"], 2), "confidence_threshold": threshold,
+            "confidence_status": verdict(conf["score"], threshold),
+            "confidence_structures": {k: round_half_up(v, 2) for k, v in conf["structures"].items()},
+            "confidence_components": {k: round_half_up(v, 3) for k, v in conf["components"].items()}}
+
+
+def add_confidence(m: dict, conf: dict, calibration: dict | None) -> dict:
+    """``m`` (a :func:`measure_mask` dict) with :func:`confidence_fields`; a low score puts
+    "low confidence: do not use" first among its flags, an unknown threshold a note."""
+    m.update(confidence_fields(conf, calibration))
+    if m["confidence_status"] == "low":
+        m["flags"].insert(0, LOW_CONFIDENCE)
+    elif m["confidence_status"] == "uncalibrated":
+        m.setdefault("notes", []).append("confidence uncalibrated: no threshold in the model card or run "
+                                         "(lightseg calibrate RUN)")
+    return m
+
+
+def head_dice(pred: np.ndarray, pred_classes, truth: np.ndarray, truth_classes) -> float | None:
+    """Dice of the head (union of the head-like classes) of two class maps; None when both are empty."""
+    def head(mask, classes):
+        return np.isin(mask, [k for k, n in enumerate(classes) if k > 0 and n.lower() in HEAD_CLASS_NAMES])
+
+    p, t = head(pred, pred_classes), head(truth, truth_classes)
+    total = int(p.sum() + t.sum())
+    return None if total == 0 else 2.0 * float((p & t).sum()) / total
+
+
+def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path | None = None, *,
+                         model: str | None = None, hc_tolerance: float = 0.05, dice_min: float = 0.9,
+                         good_quantile: float = 0.02) -> dict:
+    """Choose the "low confidence: do not use" threshold on VAL images and write ``confidence.json``.
+
+    Each VAL image is measured as ``lightseg measure`` measures it (:func:`predict_with_confidence`)
+    and is BAD when its head Dice against the mask is below ``dice_min`` (a head missed or drawn
+    where there is none), its HC is off by more than ``hc_tolerance`` (relative; where the record
+    has a reference HC and pixel size) or no head is found where the record has a reference HC. The threshold is :func:`~lightseg_tf.anatomy.confidence.choose_threshold`:
+    the larger of (1) the highest score cut below which bad images are more than half (they
+    dominate) and (2) the ``good_quantile`` quantile of the good images' scores (the model is
+    outside what VAL showed it does well).
+
+    Args:
+        predictor: the model, as it will be used to measure.
+        val_dataset: the run's VAL split (records with masks; HC18 also gives reference HCs).
+        out_dir: where ``confidence.json`` goes (None: not written).
+        model: the model file calibrated (``best.keras``), recorded in ``calibrated_on``.
+
+    Returns:
+        ``{"score", "formula", "threshold", "rule", "calibrated_on", "val": {n, bad, flagged,
+        flagged_bad, ...}, "rows": [per image]}`` (``rows`` is not written).
+    """
+    classes = predictor.classes or val_dataset.classes
+    rows = []
+    for rec in val_dataset.records:
+        image, truth = val_dataset.load_pair(rec)
+        mask, conf = predict_with_confidence(predictor, image, classes)
+        hc = measure_mask(mask, classes, rec.pixel_size_mm).get("hc")
+        rel = (hc - rec.hc_mm) / rec.hc_mm if hc is not None and rec.hc_mm and rec.pixel_size_mm else None
+        dice = head_dice(mask, classes, truth, val_dataset.classes)
+        bad = ((dice is not None and dice < dice_min) or (rel is not None and abs(rel) > hc_tolerance)
+               or (hc is None and bool(rec.hc_mm)))  # a head with a reference HC that was not found
+        rows.append({"id": rec.id, "score": conf["score"], "hc_rel_error": rel, "head_dice": dice, "bad": bad})
+    if not rows:
+        raise LightsegError(f"{val_dataset.root}: the VAL split is empty; nothing to calibrate the confidence on")
+    scores = np.array([r["score"] for r in rows])
+    bad = np.array([r["bad"] for r in rows])
+    threshold = choose_threshold(scores, bad, good_quantile)
+    flagged = np.array([verdict(s, threshold) == "low" for s in scores])
+    result = {
+        "score": SCORE_NAME, "formula": SCORE_FORMULA, "threshold": threshold,
+        "rule": f"{THRESHOLD_RULE}; hc_tolerance {hc_tolerance}, dice_min {dice_min}, good_quantile {good_quantile}",
+        "calibrated_on": {"split": "val", "images": len(rows), "dataset": str(val_dataset.root),
+                          "format": val_dataset.format, "model": model or predictor.name,
+                          "date": _dt.date.today().isoformat()},
+        "val": {"n": len(rows), "bad": int(bad.sum()), "flagged": int(flagged.sum()),
+                "flagged_bad": int((flagged & bad).sum()), "unflagged_bad": int((~flagged & bad).sum()),
+                "score_median_good": float(np.median(scores[~bad])) if (~bad).any() else None,
+                "score_median_bad": float(np.median(scores[bad])) if bad.any() else None},
+    }
+    if out_dir is not None:
+        write_json_atomic(Path(out_dir) / CONFIDENCE_FILE, result)
+    return {**result, "rows": rows}
+
+
+def calibrate_run(run: str | Path, model_file: str | None = None, **options) -> dict:
+    """:func:`calibrate_confidence` of a training run's model (``best.keras`` or ``model_file``
+    inside it) on the run's own VAL split; writes ``RUN/confidence.json``."""
+    rd = open_run(run)
+    path = rd.run_dir / model_file if model_file else rd.run_dir
+    predictor = load_predictor(path)
+    predictor.classes = predictor.classes or tuple(rd.dataset.classes)
+    result = calibrate_confidence(predictor, rd.part("val"), rd.run_dir, model=model_path(path).name, **options)
+    LOG.info("confidence threshold %.2f on %d VAL images (%d bad, %d flagged)", result["threshold"],
+             result["val"]["n"], result["val"]["bad"], result["val"]["flagged"])
+    return result
