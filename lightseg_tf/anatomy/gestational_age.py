@@ -98,10 +98,11 @@ class DatingFormula:
         bad = _checked_length(self.measure, value_mm)
         if bad:
             return Result(None, bad)
-        ga = self.weeks(value_mm)
         lo, hi = self.ga_range
+        mm_lo, mm_hi = self.mm_range
+        # Compared in mm first: far outside its range a formula overflows (INTERGROWTH's exp at ~4.8 m).
+        ga = self.weeks(value_mm) if mm_lo <= value_mm <= mm_hi else math.nan
         if not lo <= ga <= hi:
-            mm_lo, mm_hi = self.mm_range
             return Result(None, f"{self.measure} {value_mm:.1f} mm is outside {mm_lo:.1f}-{mm_hi:.1f} mm, the range of "
                                 f"{self.name}: GA {format_ga(lo)} to {format_ga(hi)} weeks")
         return Result(ga)

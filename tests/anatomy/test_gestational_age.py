@@ -144,3 +144,11 @@ def test_parse_and_format_ga():
     for bad in ("20+7", "abc", "-3", "0", "nan"):
         with pytest.raises(LightsegError, match="weeks"):
             ga.parse_ga(bad)
+
+
+@pytest.mark.parametrize("hc_mm", [5000.0, 1e6, 1e300])
+def test_an_absurd_head_gets_no_ga_instead_of_an_overflow(hc_mm):
+    """An untrained model's head can span metres on a large-pixel image: refused, never OverflowError."""
+    for estimate in (ga.ga_from_hc_hadlock, ga.ga_from_hc_intergrowth):
+        result = estimate(hc_mm)
+        assert result.value is None and "outside" in result.reason
