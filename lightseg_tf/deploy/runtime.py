@@ -210,7 +210,7 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
     """
     path = Path(model)
     if path.is_dir() and (path / "pipeline.json").is_file():  # a `lightseg pipeline` run: its shipped model
-        shipped = json.loads((path / "pipeline.json").read_text()).get("model")
+        shipped = read_json_file(path / "pipeline.json", "pipeline summary").get("model")
         if not shipped:
             raise LightsegError(f"{path}: the pipeline has not exported a model yet; run it to the export stage")
         path = path / "stages" / "export" / Path(shipped).name  # the run folder may have moved since

@@ -59,7 +59,7 @@ def build_report(runs: list[str | Path], out: str | Path, n_examples: int = 3, r
     """
     from lightseg_tf.anatomy.biometry import measure_mask
     from lightseg_tf.data.inspect import dataset_stats
-    from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
+    from lightseg_tf.data.letterbox import letterbox_image
     from lightseg_tf.evaluation.explain import gradcam_plus_plus
     from lightseg_tf.deploy.model_stats import count_flops
     from lightseg_tf.core.palette import contact_sheet, overlay

@@ -7,7 +7,6 @@ only inside :func:`qat_scope` (they do not survive the ``.keras`` format).
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import numpy as np
 import tensorflow_model_optimization as tfmot

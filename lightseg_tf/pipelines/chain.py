@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from lightseg_tf.config import Config, config_identity, config_to_dict, with_overrides
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import write_json_atomic, write_text_atomic
