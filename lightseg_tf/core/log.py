@@ -44,9 +44,10 @@ def attach_log_file(path: Path) -> None:
 NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} [\d:. ]+\d+ \S+:\d+\]|"
     r"WARNING:tensorflow:|WARNING:absl:|Instructions for updating:|This API was designed for TensorFlow v1|"
-    r"To enable the following instructions: |fully_quantize: |Could not find cuda drivers)")
+    r"To enable the following instructions: |fully_quantize: |Could not find cuda drivers|"
+    r"INFO: Created TensorFlow Lite XNNPACK delegate)")
 
-NOISE_STARTS = {b"W", b"I", b"E", b"F", b"T", b"f", b"C"}
+NOISE_STARTS = {b"W", b"I", b"E", b"F", b"T", b"f", b"C"}  # first letters of NOISE's lines
 
 
 @contextlib.contextmanager

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from lightseg_tf.anatomy.biometry import measure_mask
 from lightseg_tf.core.io import write_json_atomic
 from lightseg_tf.deploy.runtime import load_predictor
 from lightseg_tf.evaluation.explain import explain_image
+from lightseg_tf.evaluation.measure import hc_errors
 from lightseg_tf.evaluation.robustness import robustness_table, write_robustness
 from lightseg_tf.runs import open_run
 
@@ -29,7 +28,8 @@ def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, 
 
     Returns:
         ``{"explain": [png names], "biometry": [per image], "robustness_rows"?, "hc_error_mm"?}``;
-        ``hc_error_mm`` (signed: predicted - reference) is there when the data has a reference HC.
+        ``hc_error_mm`` (:func:`~lightseg_tf.evaluation.measure.hc_errors`: signed, by HC quartile)
+        is there when the data has a reference HC.
     """
     out = Path(out)
     test = open_run(student_run).part("test")
@@ -45,16 +45,15 @@ def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, 
         rows = robustness_table({"keras": keras_pred, Path(tflite).stem: tfl}, test)
         write_robustness(rows, out / "robustness")
         results["robustness_rows"] = len(rows)
-    for rec in test.records[:biometry_images]:
-        m = measure_mask(tfl.predict_mask(test.load_image(rec)), test.classes, rec.pixel_size_mm)
-        results["biometry"].append({"id": rec.id, "hc": m.get("hc"), "reference_hc": rec.hc_mm,
-                                    "bpd": m.get("bpd"), "units": m.get("units"), "flags": m["flags"]})
+    part = test.subset([r.id for r in test.records[:biometry_images]])
+    if any(r.hc_mm and r.pixel_size_mm for r in part.records):  # a reference HC: the signed error too
+        hc = hc_errors(tfl, part, out, "hc")
+        results["biometry"] = hc.pop("rows")
+        results["hc_error_mm"] = hc
+    else:
+        for rec in part.records:
+            m = measure_mask(tfl.predict_mask(part.load_image(rec)), part.classes, rec.pixel_size_mm)
+            results["biometry"].append({"id": rec.id, "hc": m.get("hc"), "bpd": m.get("bpd"),
+                                        "units": m.get("units"), "flags": m["flags"]})
     write_json_atomic(out / "biometry.json", results["biometry"])
-    errors = [b["hc"] - b["reference_hc"] for b in results["biometry"]
-              if b["hc"] is not None and b["reference_hc"] and b["units"] == "mm"]
-    if errors:
-        e = np.asarray(errors)
-        results["hc_error_mm"] = {"n": len(e), "median_abs": float(np.median(np.abs(e))),
-                                  "mean_abs": float(np.mean(np.abs(e))), "mean_signed": float(np.mean(e)),
-                                  "no_head_found": sum(b["hc"] is None for b in results["biometry"])}
     return results
