@@ -17,7 +17,7 @@ from lightseg_tf.core.io import (read_class_mask, read_csv, read_gray, read_pil,
 from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
 from lightseg_tf.data.readers.hc18 import filled_head_mask
-from lightseg_tf.deploy.runtime import training_domain_text
+from lightseg_tf.deploy.runtime import load_predictor, training_domain_text
 from lightseg_tf.evaluation.confidence import add_confidence, predict_with_confidence
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
@@ -214,8 +214,6 @@ def measure_paths(images: list[str], *, model: str | None = None, masks: list[st
     per_image = read_pixel_sizes(pixel_sizes_csv) if pixel_sizes_csv else None
     predictor = None
     if masks is None:
-        from lightseg_tf.deploy.runtime import load_predictor
-
         predictor = load_predictor(model)
     classes = tuple(classes) if classes else (mask_classes(masks[0]) if masks else predictor.classes)
     if classes is None:
