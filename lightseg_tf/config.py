@@ -110,6 +110,8 @@ class DistillConfig:
     weights_file: str = ""  # ensemble_weights.json; "" = CACHE/ensemble_weights.json if there, else equal
     alpha: float = 0.5  # weight of the hard (DLCE) loss; 1 - alpha goes to the soft KL term
     temperature: float = 2.0
+    # The soft term (lightseg_tf.objectives.distill_losses): kl | kl_agree | kl_balanced | cwd | dist | dice.
+    soft_loss: Literal["kl", "kl_agree", "kl_balanced", "cwd", "dist", "dice"] = "kl"
     init_from: str = ""  # run directory or model file whose weights start the student
     qat: bool = False  # distil into the quantization-aware (fake-quantized) student
 
@@ -159,7 +161,11 @@ class PipelineConfig:
     teacher_epochs: int = 0  # 0 = train.epochs
     ensemble_engine: Literal["optuna", "kerastuner"] = "optuna"
     ensemble_trials: int = 100
+    # A teacher whose Dice on some class is < this x the best teacher's is left out of the vote (0 = keep all).
+    ensemble_screen: float = 0.5
+    ensemble_folds: int = 3  # tuned weights are used only if they beat equal ones in this K-fold check on VAL
     baseline: bool = True  # also train the student on the labels alone, to measure what distillation adds
+    select: bool = True  # with baseline: ship whichever student scores higher on VAL (false: always the distilled)
     qat: bool = True  # quantization-aware fine-tuning (with the Distiller) before the int8 export
     qat_epochs: int = 2
     qat_learning_rate: float = 2e-4
@@ -338,6 +344,8 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("search.epochs", lambda v: v >= 1, ">= 1"),
     ("pipeline.teacher_epochs", lambda v: v >= 0, ">= 0 (0 = train.epochs)"),
     ("pipeline.ensemble_trials", lambda v: v >= 1, ">= 1"),
+    ("pipeline.ensemble_screen", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("pipeline.ensemble_folds", lambda v: v == 0 or v >= 2, "0 (no check) or >= 2"),
     ("pipeline.qat_epochs", lambda v: v >= 1, ">= 1"),
     ("pipeline.qat_learning_rate", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
 ]

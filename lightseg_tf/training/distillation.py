@@ -1,10 +1,12 @@
 """Black-box knowledge distillation: a student learns from the labels and the teachers' ensemble.
 
-loss = alpha * hard(y, s) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T))
+loss = alpha * hard(y, s) + (1 - alpha) * soft(t, s)
 
 with ``hard`` the config's loss (DLCE for LightSeg: Dice + Lovász-Softmax + cross-entropy),
 ``s`` the student's logits and ``t`` the ensemble's logits, the log of the weighted soft vote
-of the cached teacher probabilities. Hinton, Vinyals, Dean, "Distilling the knowledge in a
+of the cached teacher probabilities. ``soft`` is ``distill.soft_loss``
+(:mod:`lightseg_tf.objectives.distill_losses`); ``kl`` is the paper's
+``T^2 * KL(softmax(t / T) || softmax(s / T))``. Hinton, Vinyals, Dean, "Distilling the knowledge in a
 neural network", 2015 (the T^2 keeps the soft gradients' scale independent of T); Alzubaidi
 et al., LightSeg, 2023 (alpha 0.5, the DLCE loss, the weighted ensemble as teacher).
 """
@@ -20,6 +22,7 @@ import tf_keras as keras
 
 from lightseg_tf.config import Config, with_overrides
 from lightseg_tf.errors import LightsegError
+from lightseg_tf.objectives.distill_losses import SOFT_LOSSES, soft_loss
 from lightseg_tf.objectives.metrics import MeanForegroundDice
 from lightseg_tf.core.log import LOG
 from lightseg_tf.runs import open_run_dir
@@ -30,14 +33,6 @@ EPS = 1e-7
 def probs_to_logits(probs):
     """Logits whose softmax is ``probs`` (log, floored so a zero probability stays finite)."""
     return tf.math.log(tf.maximum(tf.cast(probs, tf.float32), EPS))
-
-
-def soft_distillation_loss(teacher_logits, student_logits, temperature: float):
-    """``T^2 * KL(softmax(t/T) || softmax(s/T))``, averaged over pixels and batch; a scalar."""
-    t = float(temperature)
-    p_teacher = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / t, axis=-1)
-    p_student = tf.nn.softmax(tf.cast(student_logits, tf.float32) / t, axis=-1)
-    return t * t * keras.losses.KLDivergence()(p_teacher, p_student)
 
 
 class Distiller(keras.Model):
@@ -53,15 +48,20 @@ class Distiller(keras.Model):
         num_classes: C, for the mean foreground Dice metric.
         alpha: weight of the hard loss (1 = no distillation, 0 = teacher only).
         temperature: T of the softened distributions.
+        soft_loss: the soft term, one of :data:`lightseg_tf.objectives.distill_losses.SOFT_LOSSES`.
     """
 
     def __init__(self, student: keras.Model, hard_loss, num_classes: int, alpha: float = 0.5,
-                 temperature: float = 2.0, teacher: keras.Model | None = None, **kwargs):
+                 temperature: float = 2.0, teacher: keras.Model | None = None, soft_loss: str = "kl",
+                 **kwargs):
         super().__init__(name=kwargs.pop("name", "distiller"), **kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise LightsegError(f"distill.alpha must lie in [0, 1], got {alpha}")
         if temperature <= 0:
             raise LightsegError(f"distill.temperature must be > 0, got {temperature}")
+        if soft_loss not in SOFT_LOSSES:
+            raise LightsegError(f"unknown distill.soft_loss {soft_loss!r}; choose from {list(SOFT_LOSSES)}")
+        self.soft_loss = soft_loss
         self.student = student
         self.teacher = teacher
         if teacher is not None:
@@ -93,7 +93,7 @@ class Distiller(keras.Model):
     def compute_losses(self, mask, teacher_logits, student_logits):
         """``(total, hard, soft)`` scalars for one batch."""
         hard = self.hard_loss(mask, student_logits)
-        soft = soft_distillation_loss(teacher_logits, student_logits, self.temperature)
+        soft = soft_loss(self.soft_loss, teacher_logits, student_logits, self.temperature, mask)
         return self.alpha * hard + (1.0 - self.alpha) * soft, hard, soft
 
     def _record(self, mask, student_logits, total, hard, soft):
@@ -197,8 +197,8 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
     save_split(split, run / "split.json", source=str(cache.root))
     teachers = cache.select(dc.teachers)
     weights = ensemble_weights(cfg, cache, teachers)
-    LOG.info("distilling %s from %s (weights %s), alpha %.2f, T %.1f", cfg.model.name,
-             ", ".join(teachers), np.round(weights, 3).tolist(), dc.alpha, dc.temperature)
+    LOG.info("distilling %s from %s (weights %s), alpha %.2f, T %.1f, soft loss %s", cfg.model.name,
+             ", ".join(teachers), np.round(weights, 3).tolist(), dc.alpha, dc.temperature, dc.soft_loss)
 
     parts = {k: dataset.subset(v) for k, v in split.items() if v}
     require_valid(dataset.subset([i for side in ("train", "val") for i in split[side]]))
@@ -217,7 +217,8 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
     shape = (cfg.data.image_size, cfg.data.image_size, 1)
     with strategy.scope():
         student = _initial_student(cfg, shape, cache.num_classes, parts["train"])
-        distiller = Distiller(student, build_loss(cfg.loss), cache.num_classes, dc.alpha, dc.temperature)
+        distiller = Distiller(student, build_loss(cfg.loss), cache.num_classes, dc.alpha, dc.temperature,
+                              soft_loss=dc.soft_loss)
         distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile)
         distiller(np.zeros((1, *shape), np.float32))  # BackupAndRestore can only restore a built model
     LOG.info("student %s: %s parameters", cfg.model.name, f"{student.count_params():,}")
