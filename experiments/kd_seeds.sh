@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
 # Does distillation help the student? Distilled vs labels-only, same loss, split, epochs and
-# augmentation, over several seeds (one seed's difference is within run-to-run noise on CPU).
-# Uses the teachers' cache and tuned weights of a finished `lightseg pipeline` run.
-#   bash experiments/kd_seeds.sh PIPELINE_RUN [SEEDS]     e.g. runs/quickstart "1 2 3"
+# augmentation, over several seeds (one seed's difference is within run-to-run noise on CPU),
+# for one or more soft losses (distill.soft_loss). Uses the teachers' cache and ensemble weights
+# of a finished `lightseg pipeline` run; prints one line per run with VAL and TEST mean
+# foreground Dice and the per-class TEST Dice.
+#   bash experiments/kd_seeds.sh PIPELINE_RUN [SEEDS] [SOFT_LOSSES]
+#   e.g. bash experiments/kd_seeds.sh runs/quickstart "1 2 3" "kl kl_agree cwd"
+# Real data: DATA=folder FORMAT=reader CONFIG=profile.yaml; extra overrides for every run in $OVERRIDES.
 set -euo pipefail
 RUN=${1:?give a finished pipeline run directory, e.g. runs/quickstart}
 SEEDS=${2:-1 2 3}
+LOSSES=${3:-kl}
 LS=${LIGHTSEG:-.venv/bin/lightseg}
+PY=${PYTHON:-.venv/bin/python}
 CFG=${CONFIG:-experiments/quickstart.yaml}
 OUT="$RUN/kd_seeds"
-COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$RUN/stages/data/phantom" data.format=lightseg
-        "data.split_file=$RUN/stages/data/split.json" train.verbose=0)
+DATA=${DATA:-$RUN/stages/data/phantom}
+read -r -a EXTRA <<< "${OVERRIDES:-}"
+COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-lightseg} "data.split_file=$RUN/stages/data/split.json"
+        train.verbose=0 "${EXTRA[@]}")
+score() {  # KIND SEED RUN_DIR
+    local line=""
+    for split in val test; do
+        line+=$("$LS" evaluate "$3" --data "$DATA" --format ${FORMAT:-lightseg} --split $split --json | "$PY" -c \
+            "import json,sys; s=json.load(sys.stdin); print(f\"$split {s['mean_fg_dice']:.4f} \" + ('' if '$split' == 'val' else str({k: round(v['dice'], 4) for k, v in s['per_class'].items()})), end=' ')")
+    done
+    echo "$1 seed $2: $line"
+}
 for seed in $SEEDS; do
     $LS train "${COMMON[@]}" train.seed=$seed name=labels_s$seed > /dev/null
-    $LS distill "${COMMON[@]}" train.seed=$seed name=distilled_s$seed "distill.cache=$RUN/stages/cache" \
-        "distill.weights_file=$RUN/stages/ensemble/ensemble_weights.json" > /dev/null
-    for kind in labels distilled; do
-        $LS evaluate "$OUT/${kind}_s$seed" --data "$RUN/stages/data/phantom" --format lightseg --json \
-            | python3 -c "import json,sys; s=json.load(sys.stdin); print('$kind', $seed, round(s['mean_fg_dice'], 4), {k: round(v['dice'], 4) for k, v in s['per_class'].items()})"
+    score labels $seed "$OUT/labels_s$seed"
+    for loss in $LOSSES; do
+        $LS distill "${COMMON[@]}" train.seed=$seed name=${loss}_s$seed "distill.soft_loss=$loss" \
+            "distill.cache=$RUN/stages/cache" "distill.weights_file=$RUN/stages/ensemble/ensemble_weights.json" > /dev/null
+        score "$loss" $seed "$OUT/${loss}_s$seed"
     done
 done

@@ -33,6 +33,10 @@ def register(sub) -> None:
     q.add_argument("--report-split", default=None,
                    help="split of the comparison table (default: test when cached, else --split)")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--screen", type=float, default=0.5,
+                   help="leave out a teacher whose Dice on a class is below this x the best's (0 keeps all)")
+    q.add_argument("--folds", type=int, default=3,
+                   help="use tuned weights only if they beat equal ones in this K-fold check (0: always)")
     q.add_argument("--out", default=None, help="folder for ensemble_weights.json (default: the cache)")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.set_defaults(func=run_ensemble_tune)
@@ -65,12 +69,18 @@ def run_ensemble_tune(args) -> int:
 
     teachers = [t for t in args.teachers.split(",") if t]
     result = tune_cache(args.cache, args.trials, args.engine, teachers, args.split, args.seed, args.out,
-                        args.report_split)
+                        args.report_split, screen=args.screen, folds=args.folds)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     else:
         print(f"scored on the {result['table_split']} split (weights tuned on {result['split']}):")
         print(table_markdown(result["table"]))
+        for name, why in result["excluded"].items():
+            print(f"left out of the vote: {name} ({why})")
+        if result["cv"]:
+            cv = result["cv"]
+            print(f"{cv['folds']}-fold held-out mean fg Dice: tuned {cv['tuned']:.4f}, equal {cv['equal']:.4f} "
+                  f"-> {result['weights_from']} weights")
         print(f"weights {json.dumps(result['weights'])}; {args.trials} trials in {result['search_seconds']:.1f} s "
               f"({args.engine}); teachers disagree on {100 * result['disagreement']:.2f}% of pixels")
     return 0

@@ -6,7 +6,7 @@ import json
 
 from lightseg_tf.cli import add_config_args, config_from_args
 
-STAGES = "data, teachers, cache, ensemble, distill, baseline, qat, export, evaluate, clinic, report"
+STAGES = "data, teachers, cache, ensemble, distill, baseline, select, qat, export, evaluate, clinic, report"
 
 
 def register(sub) -> None:
@@ -44,9 +44,11 @@ def run_pipeline_cmd(args) -> int:
         return 0
     rows = out["results"].get("evaluate", {}).get("rows", {})
     if rows:
-        print(f"\n{'model':<32}{'test mean fg Dice':>18}")
+        print(f"\n{'model':<32}{'test mean fg Dice':>18}  note")
         for name, r in rows.items():
-            print(f"{name:<32}{r['mean_fg_dice']:>18.4f}")
+            print(f"{name:<32}{r['mean_fg_dice']:>18.4f}  {r.get('note', '')}".rstrip())
+    if sel := out["results"].get("select"):
+        print(f"\nshipped: the {sel['shipped']} student ({sel['reason']})")
     print(f"\nrun directory: {out['run_dir']}")
     if "model" in out:
         print(f"int8 model:    {out['model']}")

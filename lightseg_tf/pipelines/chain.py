@@ -1,8 +1,12 @@
 """The whole LightSeg chain as resumable stages (``lightseg pipeline``).
 
 data split -> teachers -> teacher cache -> ensemble weights -> distillation [-> baseline
-student] -> QAT -> export -> evaluate (Keras and TFLite) -> clinic (explain, robustness,
+student -> select] -> QAT -> export -> evaluate (Keras and TFLite) -> clinic (explain, robustness,
 biometry) -> report.
+
+``select`` is the users' safeguard: the distilled student and its labels-only twin are scored
+on VAL and the better one goes on to QAT and export, so a distillation that did not pay on
+this data never ships silently; the log, the final table and the report say which one shipped.
 
 Each stage writes into ``RUN/stages/<stage>/`` through :func:`lightseg_tf.core.workflow.run_stages`:
 atomically, keyed by a hash of the config sections it reads, so a stopped run resumes at
@@ -145,8 +149,9 @@ def build_stages(cfg: Config) -> list[Stage]:
         from lightseg_tf.training.ensemble import tune_cache
 
         res = tune_cache(ctx.stage_dir("cache"), pc.ensemble_trials, pc.ensemble_engine, seed=cfg.train.seed,
-                         out=out)
-        return {k: res[k] for k in ("weights", "mean_fg_dice", "search_seconds", "table_split", "table")}
+                         out=out, screen=pc.ensemble_screen, folds=pc.ensemble_folds)
+        return {k: res[k] for k in ("weights", "mean_fg_dice", "search_seconds", "table_split", "table",
+                                    "excluded", "cv", "weights_from")}
 
     def distill(ctx, out):
         from lightseg_tf.training.distillation import distill as run_distill
@@ -166,21 +171,32 @@ def build_stages(cfg: Config) -> list[Stage]:
         return {"best_val_mean_fg_dice": _best_val(res.history),
                 "test": summary_scores(evaluate_run(out / "baseline", "test"))}
 
+    def select(ctx, out):
+        runs = {"distilled": ctx.stage_dir("distill") / "student", "labels only": ctx.stage_dir("baseline") / "baseline"}
+        val = {k: evaluate_run(r, "val").summary["mean_fg_dice"] for k, r in runs.items()}
+        # Ties go to the distilled student: it is the method's product and no worse on VAL.
+        shipped = "distilled" if val["distilled"] >= val["labels only"] else "labels only"
+        why = (f"val mean fg Dice: distilled {val['distilled']:.4f}, labels only {val['labels only']:.4f}")
+        LOG.info("shipping the %s student (%s)", shipped, why)
+        return {"shipped": shipped, "val_mean_fg_dice": val, "reason": why}
+
     def qat(ctx, out):
         from lightseg_tf.training.distillation import distill as run_distill
 
+        src = _shipped_run(ctx)
+        # The labels-only student ships when distillation did not pay: fine-tune it on the labels too.
+        labels_only = {"distill.alpha": 1.0} if src != ctx.stage_dir("distill") / "student" else {}
         qcfg = _student_cfg(cfg, ctx, "qat", **{
-            "distill.qat": True, "distill.init_from": str(ctx.stage_dir("distill") / "student"),
+            "distill.qat": True, "distill.init_from": str(src),
             "train.epochs": pc.qat_epochs, "train.learning_rate": pc.qat_learning_rate,
-            "train.schedule": "constant"})
+            "train.schedule": "constant", **labels_only})
         res = run_distill(qcfg, out / "qat")
         return {"best_val_mean_fg_dice": _best_val(res.history)}
 
     def export(ctx, out):
         from lightseg_tf.deploy.convert import export_run
 
-        src, model_file = ((ctx.stage_dir("qat") / "qat", "best.h5") if pc.qat
-                           else (ctx.stage_dir("distill") / "student", None))
+        src, model_file = (ctx.stage_dir("qat") / "qat", "best.h5") if pc.qat else (_shipped_run(ctx), None)
         files = {}
         for quant in pc.export:
             tfl, card = export_run(src, out / f"student_{quant}.tflite", quant=quant, model_file=model_file)
@@ -188,37 +204,50 @@ def build_stages(cfg: Config) -> list[Stage]:
         return {"source": str(src), "files": files}
 
     def evaluate(ctx, out):
-        student = ctx.stage_dir("distill") / "student"
+        student = _shipped_run(ctx)
         rows = {f"teacher {n}": r["test"] for n, r in ctx.results["teachers"].items()}
         ens = {r["model"]: r for r in ctx.results["ensemble"]["table"]}["weighted soft voting"]
         rows["weighted ensemble"] = {"mean_fg_dice": ens["mean_fg_dice"], "mean_fg_iou": ens["mean_fg_iou"],
                                      "note": f"letterboxed {ctx.results['ensemble']['table_split']} split"}
+        sel = ctx.results.get("select")
+        students = {"distilled": ("student, distilled (Keras)", ctx.results["distill"]["test"])}
         if pc.baseline:
-            rows["student, labels only"] = ctx.results["baseline"]["test"]
-        rows["student, distilled (Keras)"] = ctx.results["distill"]["test"]
+            students["labels only"] = ("student, labels only (Keras)", ctx.results["baseline"]["test"])
+        for kind, (name, scores) in students.items():
+            note = []
+            if sel:
+                note.append(f"val {sel['val_mean_fg_dice'][kind]:.4f}")
+            if kind == (sel["shipped"] if sel else "distilled"):
+                note.append("shipped")
+            rows[name] = {**scores, "note": ", ".join(note)}
+        shipped = sel["shipped"] if sel else "distilled"
         for quant, name in ctx.results["export"]["files"].items():
             tfl = ctx.stage_dir("export") / name
-            rows[f"student {quant} TFLite"] = summary_scores(evaluate_run(student, "test", tflite=tfl, out=out))
-        lines = ["| model | test mean fg Dice | test mean fg IoU |", "|---|---|---|"]
+            rows[f"student {quant} TFLite"] = {**summary_scores(evaluate_run(student, "test", tflite=tfl, out=out)),
+                                               "note": f"the shipped model ({shipped} student)"}
+        lines = ["| model | test mean fg Dice | test mean fg IoU | note |", "|---|---|---|---|"]
         for name, r in rows.items():
-            lines.append(f"| {name} | {r['mean_fg_dice']:.4f} | {r['mean_fg_iou']:.4f} |")
+            lines.append(f"| {name} | {r['mean_fg_dice']:.4f} | {r['mean_fg_iou']:.4f} | {r.get('note', '')} |")
+        if sel:
+            lines.append(f"\nShipped: the {sel['shipped']} student ({sel['reason']}).")
         write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
-        return {"rows": rows}
+        return {"rows": rows, "shipped": shipped}
 
     def clinic(ctx, out):
         from lightseg_tf.evaluation.clinic import clinic_checks
 
         files = ctx.results["export"]["files"]
         tflite = ctx.stage_dir("export") / files.get("int8", next(iter(files.values())))
-        return clinic_checks(ctx.stage_dir("distill") / "student", tflite, out, pc.explain_images, pc.robustness,
+        return clinic_checks(_shipped_run(ctx), tflite, out, pc.explain_images, pc.robustness,
                              pc.biometry_images)
 
     def report(ctx, out):
         from lightseg_tf.evaluation.report import build_report
 
-        runs = [ctx.stage_dir("distill") / "student"]
-        if pc.baseline:
-            runs.append(ctx.stage_dir("baseline") / "baseline")
+        runs = [_shipped_run(ctx)]
+        if pc.baseline:  # both students, the shipped one first
+            runs += [r for r in (ctx.stage_dir("distill") / "student", ctx.stage_dir("baseline") / "baseline")
+                     if r != runs[0]]
         runs += [ctx.stage_dir("teachers") / n for n in pc.teachers]
         rob = ctx.stage_dir("clinic") / "robustness" / "robustness.png"
         path = build_report(runs, out / "report.html", robustness=[rob] if rob.exists() else None,
@@ -233,22 +262,35 @@ def build_stages(cfg: Config) -> list[Stage]:
         Stage("data", data, reads=data_reads),
         Stage("teachers", teachers, reads=teach_reads, depends=("data",)),
         Stage("cache", cache, depends=("teachers",)),
-        Stage("ensemble", ensemble, reads=[pc.ensemble_engine, pc.ensemble_trials, cfg.train.seed],
+        Stage("ensemble", ensemble, reads=[pc.ensemble_engine, pc.ensemble_trials, cfg.train.seed,
+                                           pc.ensemble_screen, pc.ensemble_folds],
               depends=("cache",)),
         Stage("distill", distill, reads=student_reads, depends=("ensemble",)),
     ]
+    ship = ("distill",)
     if pc.baseline:
         stages.append(Stage("baseline", baseline, reads=student_reads, depends=("data",)))
+        if pc.select:
+            stages.append(Stage("select", select, depends=("distill", "baseline")))
+            ship = ("select",)
     if pc.qat:
-        stages.append(Stage("qat", qat, reads=[pc.qat_epochs, pc.qat_learning_rate], depends=("distill",)))
+        stages.append(Stage("qat", qat, reads=[pc.qat_epochs, pc.qat_learning_rate], depends=ship))
     stages += [
-        Stage("export", export, reads=pc.export, depends=("qat",) if pc.qat else ("distill",)),
+        Stage("export", export, reads=pc.export, depends=("qat",) if pc.qat else ship),
         Stage("evaluate", evaluate, depends=("export",) + (("baseline",) if pc.baseline else ())),
         Stage("clinic", clinic, reads=[pc.explain_images, pc.robustness, pc.biometry_images],
               depends=("export",)),
         Stage("report", report, depends=("evaluate", "clinic")),
     ]
     return stages
+
+
+def _shipped_run(ctx: Context) -> Path:
+    """The student run that goes on to QAT and export: the ``select`` stage's choice, else the distilled one."""
+    sel = ctx.results.get("select")
+    if sel and sel["shipped"] == "labels only":
+        return ctx.stage_dir("baseline") / "baseline"
+    return ctx.stage_dir("distill") / "student"
 
 
 def _results_html(ctx: Context) -> str:
@@ -259,8 +301,14 @@ def _results_html(ctx: Context) -> str:
     body = "".join(f"<tr><td>{html.escape(n)}</td><td>{r['mean_fg_dice']:.4f}</td><td>{r['mean_fg_iou']:.4f}</td>"
                    f"<td>{html.escape(r.get('note', ''))}</td></tr>" for n, r in rows.items())
     weights = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in ctx.results["ensemble"]["weights"].items())
+    ens = ctx.results["ensemble"]
+    notes = [f"ensemble weights ({html.escape(ens.get('weights_from', 'tuned'))}): {weights}"]
+    notes += [f"left out of the vote: {html.escape(k)} ({html.escape(v)})" for k, v in ens.get("excluded", {}).items()]
+    if sel := ctx.results.get("select"):
+        notes.append(f"shipped: the {html.escape(sel['shipped'])} student ({html.escape(sel['reason'])})")
     return ("<h2>LightSeg chain (test split)</h2><table><tr><th>model</th><th>mean fg Dice</th>"
-            f"<th>mean fg IoU</th><th>note</th></tr>{body}</table><p class='note'>ensemble weights: {weights}</p>")
+            f"<th>mean fg IoU</th><th>note</th></tr>{body}</table>"
+            + "".join(f"<p class='note'>{n}</p>" for n in notes))
 
 
 def run_pipeline(cfg: Config, run_dir: str | Path | None = None, start: str | None = None,

@@ -115,6 +115,19 @@ class VoteProblem:
         flat = (self.d_img * c + self.d_true) * c + pred
         return self.fixed + np.bincount(flat, minlength=n * c * c).reshape(n, c, c)
 
+    def subset(self, images) -> "VoteProblem":
+        """The same problem restricted to ``images`` (indices into this one's images), renumbered."""
+        images = np.asarray(images, np.int64)
+        new_id = np.full(self.n_images, -1, np.int64)
+        new_id[images] = np.arange(images.size)
+        keep = new_id[self.d_img] >= 0
+        out = object.__new__(VoteProblem)
+        out.n_teachers, out.num_classes, out.n_images = self.n_teachers, self.num_classes, int(images.size)
+        out.fixed = self.fixed[images]
+        out.d_probs, out.d_img, out.d_true = self.d_probs[:, keep], new_id[self.d_img[keep]], self.d_true[keep]
+        out.disagreement = self.disagreement
+        return out
+
     def teacher_confusions(self, t: int) -> np.ndarray:
         """Confusion matrices of teacher ``t`` alone (one-hot weights)."""
         return self.confusions("weighted", np.eye(self.n_teachers)[t])
@@ -224,6 +237,58 @@ def _kerastuner_search(objective, n: int, trials: int, seed: int, workdir) -> No
         tuner.search(verbose=0)
 
 
+def screen_teachers(problem: VoteProblem, teachers: list[str], classes: list[str],
+                    ratio: float = 0.5) -> dict[str, str]:
+    """Teachers that fail a class: ``{name: reason}`` for each whose Dice on some foreground class
+    is below ``ratio`` x the best teacher's on that class (``ratio`` 0 screens nothing).
+
+    A teacher that never learnt a small structure (Dice 0 on LV) only drags the soft vote's
+    probability of that class down; the weight search can zero it on the tuning split, but with
+    few validation images it may keep a little of it, and the student distils the failure.
+    """
+    if ratio <= 0 or len(teachers) < 2:
+        return {}
+    per_class = np.array([[summarise_confusions(problem.teacher_confusions(t), classes)["per_class"][c]["dice"]
+                           for c in classes[1:]] for t in range(len(teachers))], np.float64)
+    best = np.nanmax(per_class, axis=0)
+    out = {}
+    for t, name in enumerate(teachers):
+        bad = [(c, per_class[t, i], best[i]) for i, c in enumerate(classes[1:])
+               if best[i] > 0 and not per_class[t, i] >= ratio * best[i]]
+        if bad:
+            out[name] = "; ".join(f"{c} Dice {d:.3f} < {ratio:g} x best {b:.3f}" for c, d, b in bad)
+    if len(out) == len(teachers):  # never screen everyone: keep the best on the mean
+        out.pop(teachers[int(np.nanargmax(np.nanmean(per_class, axis=1)))])
+    return out
+
+
+def cross_validate_weights(problem: VoteProblem, trials: int, engine: str = "optuna", seed: int = 0,
+                           folds: int = 3) -> dict | None:
+    """K-fold check that tuned weights beat equal ones on images they were not tuned on.
+
+    The images are shuffled (``seed``) into ``folds`` parts; the weights are tuned on all parts
+    but one and the held-out part is voted with them and with equal weights. The per-image
+    confusions of all held-out parts are pooled into one mean foreground Dice per variant.
+
+    Returns:
+        ``{"folds", "tuned", "equal"}`` (pooled held-out Dice), or None with fewer than 2 images per fold.
+    """
+    n = problem.n_images
+    if folds < 2 or n < 2 * folds:
+        return None
+    order = np.random.default_rng(seed).permutation(n)
+    tuned_cms, equal_cms = [], []
+    for k in range(folds):
+        held = np.sort(order[k::folds])
+        fit = np.setdiff1d(order, held)
+        w = tune_weights(problem.subset(fit), trials, engine, seed)["weights"]
+        part = problem.subset(held)
+        tuned_cms.append(part.confusions("weighted", w))
+        equal_cms.append(part.confusions("soft"))
+    return {"folds": folds, "tuned": mean_fg_dice_from_confusions(np.concatenate(tuned_cms)),
+            "equal": mean_fg_dice_from_confusions(np.concatenate(equal_cms))}
+
+
 # --------------------------------------------------------------------------------- reports
 
 def ensemble_table(problem: VoteProblem, teachers: list[str], classes: list[str], weights) -> list[dict]:
@@ -253,41 +318,70 @@ def table_markdown(rows: list[dict]) -> str:
 
 
 def tune_cache(cache_dir: str | Path, trials: int = 100, engine: str = "optuna", teachers=(), split: str = "val",
-               seed: int = 0, out: str | Path | None = None, report_split: str | None = None) -> dict:
+               seed: int = 0, out: str | Path | None = None, report_split: str | None = None,
+               screen: float = 0.5, folds: int = 3) -> dict:
     """Tune the weights on a teacher cache and write ``ensemble_weights.json`` + ``ensemble_table.md``.
 
-    The weights are searched on ``split``; the table of each teacher vs the three votes is
-    computed on ``report_split`` (default: ``test`` when the cache holds it, else ``split``),
-    so the weighted ensemble is not judged on the images its weights were fitted to.
+    Teachers that fail a class on ``split`` are left out of the vote (:func:`screen_teachers`,
+    ``screen`` 0 keeps all). The weights of the others are searched on ``split``, but used only
+    if ``folds``-fold cross-validation shows tuned weights beating equal ones on held-out
+    images (:func:`cross_validate_weights`): a few validation images let a search fit their
+    noise (a demo run put 0.994 on one of two teachers and lost to that teacher on test), and
+    equal weights are the regularised choice it must beat. The table of each teacher vs the
+    three votes is computed on ``report_split`` (default: ``test`` when the cache holds it, else
+    ``split``), so the weighted ensemble is not judged on the images its weights were fitted to.
 
     Returns:
-        The written result: teachers, weights, engine, splits, the search trials and the table.
+        The written result: teachers, weights, engine, splits, the search trials and the table,
+        ``excluded`` (teacher -> reason), ``cv`` (held-out Dice of tuned and equal weights) and
+        ``weights_from`` ("tuned" or "equal").
     """
     from lightseg_tf.training.teacher_cache import TeacherCache
 
     cache = TeacherCache(cache_dir)
     names = cache.select(list(teachers))
     t0 = time.perf_counter()
-    problem = VoteProblem([cache.probs(t, split) for t in names], cache.labels(split))
+    probs = [cache.probs(t, split) for t in names]
+    labels = cache.labels(split)
+    problem = VoteProblem(probs, labels)
     prep = time.perf_counter() - t0
     LOG.info("%d teachers on %d %s images; they disagree on %.2f%% of pixels", len(names), problem.n_images,
              split, 100 * problem.disagreement)
+    excluded = screen_teachers(problem, names, cache.classes, screen)
+    for name, why in excluded.items():
+        LOG.warning("teacher %s left out of the vote: %s", name, why)
+    kept = [t for t, name in enumerate(names) if name not in excluded]
+    voters = problem if not excluded else VoteProblem([probs[t] for t in kept], labels)
     out = Path(out or cache_dir)
-    search = tune_weights(problem, trials, engine, seed, workdir=out / "kerastuner")
+    search = tune_weights(voters, trials, engine, seed, workdir=out / "kerastuner")
+    cv = cross_validate_weights(voters, trials, engine, seed, folds) if len(kept) > 1 else None
+    use_tuned = cv is None or cv["tuned"] > cv["equal"]
+    kept_w = search["weights"] if use_tuned else normalise_weights(np.ones(len(kept)), len(kept)).tolist()
+    weights = [0.0] * len(names)
+    for t, w in zip(kept, kept_w):
+        weights[t] = float(w)
+    if cv is not None:
+        LOG.info("weights cross-validated on %d folds of %s: tuned %.4f vs equal %.4f held-out mean fg Dice -> %s",
+                 cv["folds"], split, cv["tuned"], cv["equal"], "tuned" if use_tuned else "equal")
     if report_split is None:
         has_test = bool(cache.splits.get("test")) and all(
             "test" in cache.manifest["teachers"][t]["files"] for t in names)
         report_split = "test" if has_test else split
     shown = problem if report_split == split else VoteProblem([cache.probs(t, report_split) for t in names],
                                                                cache.labels(report_split))
-    rows = ensemble_table(shown, names, cache.classes, search["weights"])
-    result = {"teachers": names, "weights": dict(zip(names, search["weights"])), "split": split,
+    rows = ensemble_table(shown, names, cache.classes, weights)
+    result = {"teachers": names, "weights": dict(zip(names, weights)), "split": split,
               "table_split": report_split, "engine": engine, "trials": trials,
-              "mean_fg_dice": search["mean_fg_dice"], "prepare_seconds": round(prep, 3),
+              "mean_fg_dice": problem.mean_fg_dice("weighted", weights), "excluded": excluded, "cv": cv,
+              "weights_from": "tuned" if use_tuned else "equal", "prepare_seconds": round(prep, 3),
               "search_seconds": search["seconds"], "disagreement": problem.disagreement, "table": rows,
               "history": search["trials"]}
     write_json_atomic(out / "ensemble_weights.json", result)
-    write_text_atomic(out / "ensemble_table.md", f"Tuned on {split}, scored on {report_split}.\n\n"
+    notes = "".join(f"Left out: {name} ({why}).\n" for name, why in excluded.items())
+    if cv is not None:
+        notes += (f"Weights: {result['weights_from']} ({cv['folds']}-fold held-out mean fg Dice on {split}: "
+                  f"tuned {cv['tuned']:.4f}, equal {cv['equal']:.4f}).\n")
+    write_text_atomic(out / "ensemble_table.md", f"Tuned on {split}, scored on {report_split}.\n{notes}\n"
                       + table_markdown(rows) + "\n")
     return result
 

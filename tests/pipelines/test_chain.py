@@ -40,6 +40,10 @@ def test_teacher_specs_and_stage_names_are_checked():
         build_stages(load_config(None, ["pipeline.teachers={x: {model: unet, depth: 3}}"]))
     names = [s.name for s in build_stages(load_config(None, ["pipeline.baseline=false", "pipeline.qat=false"]))]
     assert names == ["data", "teachers", "cache", "ensemble", "distill", "export", "evaluate", "clinic", "report"]
+    names = [s.name for s in build_stages(load_config(None, []))]
+    assert names[4:8] == ["distill", "baseline", "select", "qat"]
+    names = [s.name for s in build_stages(load_config(None, ["pipeline.select=false"]))]
+    assert "baseline" in names and "select" not in names
 
 
 def _kill_during(stage, *overrides, cwd):
@@ -70,15 +74,25 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     html = (run / "stages" / "report" / "report.html").read_text()
     assert "LightSeg chain" in html and "weighted ensemble" in html
     rows = summary["stages"]["evaluate"]["rows"]
-    assert {"teacher a", "teacher b", "weighted ensemble", "student, labels only", "student, distilled (Keras)",
-            "student int8 TFLite"} == set(rows)
+    assert {"teacher a", "teacher b", "weighted ensemble", "student, labels only (Keras)",
+            "student, distilled (Keras)", "student int8 TFLite"} == set(rows)
+    # the student that scores higher on VAL is the one exported, and the table says so
+    sel = summary["stages"]["select"]
+    val = sel["val_mean_fg_dice"]
+    assert sel["shipped"] == ("distilled" if val["distilled"] >= val["labels only"] else "labels only")
+    shipped_run = {"distilled": "distill/student", "labels only": "baseline/baseline"}[sel["shipped"]]
+    assert summary["stages"]["export"]["source"].endswith(shipped_run)
+    shipped_row = {"distilled": "student, distilled (Keras)", "labels only": "student, labels only (Keras)"}
+    assert "shipped" in rows[shipped_row[sel["shipped"]]]["note"]
+    assert f"Shipped: the {sel['shipped']} student" in (run / "stages" / "evaluate" / "results.md").read_text()
+    assert f"shipped: the {sel['shipped']} student" in html
     assert json.loads((run / "stages" / "teachers" / "b" / "history.json").read_text())["epoch"] == [0, 1]
     assert (run / "stages" / "distill" / "student" / "eval_test_postprocessed_summary.json").exists()
     assert list((run / "stages" / "clinic" / "explain").glob("*.png"))
     assert not list((run / "stages").glob("*.partial"))
 
     again = _pipeline(f"run_root={tmp_path}", cwd=tmp_path)
-    assert again.stderr.count("skipped (done for this config)") == 10  # every stage
+    assert again.stderr.count("skipped (done for this config)") == 11  # every stage
 
     # The run folder the pipeline prints is a model for `lightseg measure` (its shipped int8 model).
     image = sorted((run / "stages" / "data" / "phantom" / "images").glob("*.png"))[0]

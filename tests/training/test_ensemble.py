@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from lightseg_tf.training.ensemble import (VoteProblem, build_ensemble_model, majority_vote, mean_fg_dice_from_confusions,
-                                  soft_vote, summarise_confusions, tune_cache, tune_weights)
+from lightseg_tf.training.ensemble import (VoteProblem, build_ensemble_model, cross_validate_weights, majority_vote,
+                                           mean_fg_dice_from_confusions, screen_teachers, soft_vote,
+                                           summarise_confusions, tune_cache, tune_weights)
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.objectives.metrics import score_image, summarise
 from lightseg_tf.training.teacher_cache import CacheWriter, TeacherCache
@@ -152,3 +153,42 @@ def test_ensemble_model_outputs_the_log_of_the_weighted_vote():
     np.testing.assert_allclose(np.exp(ens.predict(x, verbose=0)), want, atol=1e-5)
     clone = keras.models.model_from_json(ens.to_json())
     assert clone.get_layer("weighted_soft_vote").vote_weights == [0.75, 0.25]
+
+
+def test_a_subset_of_the_vote_problem_equals_the_problem_of_those_images():
+    probs, labels = _perfect_and_noisy(n=8)
+    whole = VoteProblem(probs, labels)
+    pick = [1, 4, 6]
+    direct = VoteProblem([p[pick] for p in probs], labels[pick])
+    w = np.array([0.1, 0.5, 0.2, 0.2])
+    np.testing.assert_array_equal(whole.subset(pick).confusions("weighted", w), direct.confusions("weighted", w))
+    np.testing.assert_array_equal(whole.subset(pick).confusions("majority"), direct.confusions("majority"))
+
+
+def test_a_teacher_that_fails_a_class_is_left_out_of_the_vote(tmp_path):
+    probs, labels = _perfect_and_noisy(n=8)
+    blind = np.asarray(probs[1], np.float32).copy()
+    blind[..., 0] += blind[..., 3]  # never predicts class "c": it goes to the background
+    blind[..., 3] = 0.0
+    probs[1] = blind.astype(np.float16)
+    problem = VoteProblem(probs, labels)
+    out = screen_teachers(problem, ["perfect", "n1", "n2", "n3"], ["background", "a", "b", "c"], ratio=0.5)
+    assert list(out) == ["n1"] and "c Dice 0.000" in out["n1"]
+    assert screen_teachers(problem, ["perfect", "n1", "n2", "n3"], ["background", "a", "b", "c"], ratio=0) == {}
+    root = _write_cache(tmp_path / "cache", probs, labels)
+    result = tune_cache(root, trials=5, screen=0.5, folds=0)
+    assert result["excluded"] == out and result["weights"]["n1"] == 0.0
+    assert "Left out: n1" in (root / "ensemble_table.md").read_text()
+
+
+def test_equal_weights_are_kept_unless_tuned_ones_win_on_held_out_folds(tmp_path):
+    probs, labels = _perfect_and_noisy(n=12)
+    cv = cross_validate_weights(VoteProblem(probs, labels), trials=15, folds=3)
+    assert cv["tuned"] > cv["equal"]  # the perfect teacher is worth finding
+    # two identical teachers: no weighting can beat equal, so equal is what ships
+    same = [probs[1], probs[1].copy()]
+    root = _write_cache(tmp_path / "cache", same, labels, names=("a", "b"))
+    result = tune_cache(root, trials=10, folds=3, screen=0)
+    assert result["cv"]["tuned"] == result["cv"]["equal"] and result["weights_from"] == "equal"
+    assert result["weights"] == {"a": 0.5, "b": 0.5}
+    assert cross_validate_weights(VoteProblem(same, labels[:]).subset([0, 1, 2]), trials=3, folds=3) is None
