@@ -81,7 +81,9 @@ def run_stages(stages: list[Stage], run_dir: str | Path, start: str | None = Non
     ctx = Context(run_dir)
     keys: dict[str, str] = {}
     forced = False
-    for stage in stages:
+    began = time.time()
+    for k, stage in enumerate(stages, 1):
+        tag = f"[{k}/{len(stages)}] stage {stage.name:<12}"
         missing = [d for d in stage.depends if d not in keys]
         if missing:
             raise LightsegError(f"stage {stage.name!r} depends on unknown or later stages {missing}")
@@ -100,7 +102,7 @@ def run_stages(stages: list[Stage], run_dir: str | Path, start: str | None = Non
                 ctx.results[stage.name] = done["results"]
             continue
         if done is not None and done["key"] == key and not forced:
-            LOG.info("stage %-12s skipped (done for this config)", stage.name)
+            LOG.info("%s skipped (done for this config)", tag)
             ctx.results[stage.name] = done["results"]
             continue
         partial = final.with_name(final.name + ".partial")
@@ -111,7 +113,7 @@ def run_stages(stages: list[Stage], run_dir: str | Path, start: str | None = Non
         partial.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key)
         # A partial folder of the same key is kept: a stage such as training resumes inside it.
-        LOG.info("stage %-12s %s", stage.name, "resuming" if resumed else "running")
+        LOG.info("%s %s (%s into the run)", tag, "resuming" if resumed else "running", _minutes(time.time() - began))
         t0 = time.time()
         results = stage.run(ctx, partial) or {}
         write_json_atomic(partial / "done.json", {"key": key, "results": results,
@@ -119,8 +121,12 @@ def run_stages(stages: list[Stage], run_dir: str | Path, start: str | None = Non
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         ctx.results[stage.name] = results
-        LOG.info("stage %-12s done in %.1f s", stage.name, time.time() - t0)
+        LOG.info("%s done in %.1f s", tag, time.time() - t0)
     return ctx
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
 def _ancestors(stages: list[Stage], name: str) -> set[str]:

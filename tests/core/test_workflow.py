@@ -66,3 +66,14 @@ def test_from_forces_later_stages_and_only_runs_one(tmp_path):
         run_stages(_stages(calls, reads_b=5), tmp_path, only="c")
     with pytest.raises(LightsegError, match="no such stage"):
         run_stages(_stages(calls), tmp_path, start="zz")
+
+
+def test_each_stage_is_announced_with_its_place_in_the_run(tmp_path, caplog):
+    caplog.set_level("INFO", logger="lightseg")
+    run_stages(_stages([]), tmp_path)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("[2/4] stage b            running (0 min 0") for m in lines)
+    assert any(m.startswith("[4/4] stage d            done in") for m in lines)
+    caplog.clear()
+    run_stages(_stages([]), tmp_path)
+    assert "[3/4] stage c            skipped (done for this config)" in [r.getMessage() for r in caplog.records]

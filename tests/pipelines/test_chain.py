@@ -52,7 +52,7 @@ def _kill_during(stage, *overrides, cwd):
                              *SMALLEST, *map(str, overrides)], cwd=cwd, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     for line in proc.stderr:
-        if line.startswith(f"stage {stage}") and "running" in line:
+        if f"stage {stage} " in line and "running" in line:
             proc.kill()
             break
     proc.wait(timeout=60)
@@ -65,8 +65,8 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     run = tmp_path / "quickstart"
     assert (run / "stages" / "distill.partial").is_dir() and not (run / "stages" / "distill").exists()
     out = _pipeline(f"run_root={tmp_path}", cwd=tmp_path)
-    for stage in ("data", "teachers", "cache", "ensemble"):
-        assert f"stage {stage:<12} skipped (done for this config)" in out.stderr
+    for k, stage in enumerate(("data", "teachers", "cache", "ensemble"), 1):
+        assert f"[{k}/11] stage {stage:<12} skipped (done for this config)" in out.stderr
     assert "stage distill      resuming" in out.stderr
     summary = json.loads((run / "pipeline.json").read_text())
     assert summary["model"].endswith("student_int8.tflite") and (run / "stages" / "export" / "student_int8.json").exists()
