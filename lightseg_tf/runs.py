@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,7 +124,10 @@ def save_model_atomic(model: keras.Model, path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
-        model.save(str(tmp))
+        with warnings.catch_warnings():
+            # .h5 is chosen on purpose (QAT models reload only from it): Keras' "legacy format" nag is noise.
+            warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+            model.save(str(tmp))
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
