@@ -1,14 +1,27 @@
-"""Training throughput (images/s) of a ~1.3 M-parameter network at 256x256, batch 8.
+"""Training throughput of the students and the plain U-Net: the plain path vs the fast path.
 
-Usage: python experiments/bench_training.py [--model NAME] [--options YAML] [--size 256]
-       [--batch 8] [--steps 12] [--repeats 3]
+Usage: python experiments/bench_training.py [--models SPEC ...] [--size 128] [--batch 8]
+       [--steps 6] [--repeats 5] [--xla]
 
-Side by side in one run, interleaved so machine noise hits every variant alike:
-  reference   plain tf_keras: Model.fit on in-memory numpy arrays, default compile
-  pipeline    the project's tf.data pipeline (cached, augmented, prefetched) + compiled step
-  pipeline+xla  the same with XLA (jit_compile=True)
-Each variant reports the median over repeats of (images / wall time) of ``--steps`` steps
-after a warm-up epoch that traces the step function.
+SPEC is ``name`` or ``name:{yaml options}``; the default is the three students
+(``lightseg_student`` full and half width, ``rtseg``) and the ~1.3 M-parameter plain U-Net
+reference (``unet:{base_filters: 13, depth: 4}``). Every model trains on the project's augmented
+tf.data pipeline (phantom data, as ``lightseg train`` feeds it), compiled by
+``trainer.compile_for_training`` twice:
+
+  before   ``train.fast_path=false``: the plain path (today's code path before issue 17)
+  after    ``train.fast_path=true``: the fast path ``lightseg train`` uses by default
+  after + XLA  (``--xla``) the fast path with ``train.jit_compile=true``
+
+Side by side in one process, interleaved (repeat r runs every model and variant once), so machine
+noise hits every variant alike; each cell is the median over repeats of images / wall time of
+``--steps`` steps after a warm-up that traces the step. "img/CPU-s" divides by the process's CPU
+time instead of the wall time: on a machine shared with other work it moves much less than the
+wall time does. Effective GFLOP/s = 3 x forward FLOPs (forward + backward) x images/s.
+
+The machine's dense-convolution figure, measured in the same repeats: a 3x3 convolution,
+128 -> 128 channels at 128x128, batch 8, fp32 (TensorFlow's oneDNN kernels, forward + backward,
+the same kernels training uses; and LiteRT/XNNPACK forward with 2 threads, the issue's figure).
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -27,82 +41,138 @@ import lightseg_tf  # noqa: F401  (pins tf-keras before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
-from lightseg_tf.config import DataConfig, LossConfig
+from lightseg_tf.config import DataConfig, LossConfig, TrainConfig
 from lightseg_tf.data.phantom import write_phantom_dataset
-from lightseg_tf.data.tfdata import load_letterboxed, make_dataset
 from lightseg_tf.data.readers import read_dataset
-from lightseg_tf.objectives.losses import build_loss
-from lightseg_tf.models import build_model, get_model_spec
+from lightseg_tf.data.tfdata import make_dataset
+from lightseg_tf.deploy.model_stats import count_flops
+from lightseg_tf.deploy.runtime import make_interpreter
+from lightseg_tf.models import build_model
+from lightseg_tf.training.trainer import compile_for_training
+
+MODELS = ("lightseg_student", "lightseg_student:{width: 0.5}", "rtseg", "unet:{base_filters: 13, depth: 4}")
+CLASSES = 4
 
 
-def _compile(model, jit: bool, num_classes: int):
-    from lightseg_tf.objectives.metrics import MeanForegroundDice
-
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=build_loss(LossConfig()),
-                  metrics=[MeanForegroundDice(num_classes)], jit_compile=jit)
-    return model
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
-def _timed_fit(model, data, steps: int, batch: int) -> float:
-    start = time.perf_counter()
-    if isinstance(data, tuple):
-        model.fit(data[0][: steps * batch], data[1][: steps * batch], batch_size=batch, epochs=1, verbose=0,
-                  shuffle=True)
-    else:
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    return steps * batch / (time.perf_counter() - start)
+def timed(fn, images: int) -> tuple[float, float]:
+    """``(images / wall s, images / CPU s)`` of one call of ``fn``."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    fn()
+    return images / (time.perf_counter() - wall), images / max(cpu_seconds() - cpu, 1e-9)
+
+
+class DenseConv:
+    """The machine's dense 3x3 convolution GFLOP/s, fp32: TF forward + backward and LiteRT forward."""
+
+    def __init__(self, channels: int = 128, size: int = 128, batch: int = 8, threads: int = 2):
+        self.x = tf.random.normal((batch, size, size, channels))
+        self.w = tf.Variable(tf.random.normal((3, 3, channels, channels), stddev=0.05))
+        self.flops = 2 * batch * size * size * 9 * channels * channels  # one forward
+        conv = keras.Sequential([keras.Input((size, size, channels), batch_size=1),
+                                 keras.layers.Conv2D(channels, 3, padding="same")])
+        self.interp = make_interpreter(tf.lite.TFLiteConverter.from_keras_model(conv).convert(), threads=threads)
+        self.interp.allocate_tensors()
+        self.tfl_input = self.interp.get_input_details()[0]["index"]
+        self.tfl_image = np.random.rand(1, size, size, channels).astype(np.float32)
+        self.batch = batch
+        self.train_step()
+        self.tflite()
+
+    @tf.function
+    def _fwd_bwd(self):
+        with tf.GradientTape() as tape:
+            tape.watch(self.x)
+            loss = tf.reduce_sum(tf.nn.conv2d(self.x, self.w, 1, "SAME"))
+        return tape.gradient(loss, [self.x, self.w])
+
+    def train_step(self) -> float:
+        """GFLOP/s of forward + backward (3x the forward FLOPs)."""
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), self._fwd_bwd())
+        return 3 * self.flops / (time.perf_counter() - start) / 1e9
+
+    def tflite(self, runs: int = 4) -> float:
+        """GFLOP/s of LiteRT forward passes of one image."""
+        self.interp.set_tensor(self.tfl_input, self.tfl_image)
+        start = time.perf_counter()
+        for _ in range(runs):
+            self.interp.invoke()
+        return runs * self.flops / self.batch / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="registered model (default lightseg_student, else unet)")
-    ap.add_argument("--options", default=None, help="builder options as YAML, e.g. '{base_filters: 13}'")
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--xla", action="store_true", help="also time the fast path with XLA (jit_compile)")
     args = ap.parse_args()
-    name = args.model
-    if name is None:
-        try:
-            get_model_spec("lightseg_student")
-            name = "lightseg_student"
-        except Exception:
-            name = "unet"
-    options = yaml.safe_load(args.options) if args.options else ({"base_filters": 13} if name == "unet" else {})
-    shape, classes = (args.size, args.size, 1), 4
+    variants = {"before": TrainConfig(fast_path=False), "after": TrainConfig(fast_path=True)}
+    if args.xla:
+        variants["after + XLA"] = TrainConfig(fast_path=True, jit_compile=True)
+    loss_cfg = LossConfig(terms={"dlce": 1.0})  # the students' DLCE
+    images = args.steps * args.batch
 
     with tempfile.TemporaryDirectory() as tmp:
-        n = args.steps * args.batch
-        write_phantom_dataset(f"{tmp}/ph", n, size=args.size, seed=0)
+        write_phantom_dataset(f"{tmp}/ph", 64, size=args.size, seed=0)
         data = read_dataset(f"{tmp}/ph")
-        arrays = [load_letterboxed(data, i, args.size) for i in range(n)]
-        x = np.stack([a[0] for a in arrays])
-        y = np.stack([a[1] for a in arrays])
-        pipe = make_dataset(data, DataConfig(image_size=args.size, batch_size=args.batch), training=True).repeat()
-
-        variants = {}
-        for label, jit, source in (("reference (numpy fit)", False, (x, y)),
-                                   ("pipeline (tf.data)", False, pipe),
-                                   ("pipeline + XLA", True, pipe)):
-            keras.utils.set_random_seed(0)
-            model = _compile(build_model(name, shape, classes, **options), jit, classes)
-            _timed_fit(model, source, args.steps, args.batch)  # warm-up: traces the step
-            variants[label] = (model, source)
-        params = variants["reference (numpy fit)"][0].count_params()
-        rates = {k: [] for k in variants}
+        runs, info = {}, {}
+        for spec in args.models:
+            name, _, opts = spec.partition(":")
+            options = yaml.safe_load(opts) if opts else {}
+            for label, train_cfg in variants.items():
+                pipe = make_dataset(data, DataConfig(image_size=args.size, batch_size=args.batch),
+                                    training=True).repeat()
+                keras.utils.set_random_seed(0)
+                model = build_model(name, (args.size, args.size, 1), CLASSES, **options)
+                compile_for_training(model, train_cfg, loss_cfg, CLASSES, steps_per_epoch=100)
+                fit = (lambda m=model, p=pipe: m.fit(p, epochs=1, steps_per_epoch=args.steps, verbose=0))
+                fit()  # warm-up: traces the step
+                runs[spec, label] = fit
+            info[spec] = (model.count_params(), count_flops(model) / 1e9)
+        dense = DenseConv()
+        rates = {k: [] for k in runs}
+        conv = {"TF oneDNN fwd+bwd": [], "LiteRT fwd, 2 threads": []}
         for _ in range(args.repeats):
-            for k, (model, source) in variants.items():
-                rates[k].append(_timed_fit(model, source, args.steps, args.batch))
+            conv["TF oneDNN fwd+bwd"].append(dense.train_step())
+            conv["LiteRT fwd, 2 threads"].append(dense.tflite())
+            for key, fit in runs.items():
+                rates[key].append(timed(fit, images))
 
-    base = statistics.median(rates["reference (numpy fit)"])
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}; model {name} "
-          f"{options} ({params:,} params), {args.size}x{args.size}, batch {args.batch}, "
-          f"{args.steps} steps x {args.repeats} repeats")
-    print(f"{'variant':<26}{'images/s':>10}{'ratio':>8}   runs")
-    for k, r in rates.items():
-        med = statistics.median(r)
-        print(f"{k:<26}{med:10.2f}{med / base:8.2f}   {[round(v, 2) for v in r]}")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    print(f"{cpu}, {os.cpu_count()} cores, {platform.machine()}, TF {tf.__version__}; {args.size}x{args.size}, "
+          f"batch {args.batch}, {args.steps} steps x {args.repeats} repeats, interleaved; load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
+    med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in rates.items()}
+    dense_gf = {k: statistics.median(v) for k, v in conv.items()}
+    print(f"dense 3x3 conv 128->128 at 128x128, fp32: " + ", ".join(f"{k} {v:.1f} GFLOP/s"
+                                                                  for k, v in dense_gf.items()))
+    ref = dense_gf["TF oneDNN fwd+bwd"]
+    after = [v for v in variants if v != "before"]
+    print("\n| model | params | fwd GFLOPs/img | " + " | ".join(f"{v} img/s" for v in variants)
+          + " | " + " | ".join(f"{v} / before" for v in after) + " | " + " | ".join(f"{v} GFLOP/s (% dense)"
+                                                                                for v in variants)
+          + " | img/CPU-s " + " / ".join(variants) + " |")
+    print("| --- |" + " ---: |" * (3 + 2 * len(variants) + len(after)))
+    for spec in args.models:
+        params, gflops = info[spec]
+        ips = [med[spec, v][0] for v in variants]
+        cells = [f"{params:,}", f"{gflops:.3f}", *(f"{r:.2f}" for r in ips),
+                 *(f"{med[spec, v][0] / med[spec, 'before'][0]:.2f}" for v in after),
+                 *(f"{3 * gflops * r:.1f} ({100 * 3 * gflops * r / ref:.0f} %)" for r in ips),
+                 " / ".join(f"{med[spec, v][1]:.2f}" for v in variants)]
+        print(f"| {spec} | " + " | ".join(cells) + " |")
+    print("\nall repeats (images/s):")
+    for key, v in rates.items():
+        print(f"  {key[0]} {key[1]}: {[round(r[0], 2) for r in v]}")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,10 @@ class TrainConfig:
     # in short trainings: the demo's U-Net scored 0 Dice on CSP/LV in inference mode but 0.70
     # with batch statistics. 0.9 (PyTorch's equivalent default) fixes it; null keeps the model's.
     bn_momentum: float | None = 0.9
+    # Issue 17: the fast training path (same loss, gradients and metric as the plain path, to
+    # 1e-5; docs/BENCHMARKS.md "Training speed"). false = the plain path, kept as the reference
+    # that experiments/bench_training.py and the parity test compare against.
+    fast_path: bool = True
     verbose: int = 1
 
 
