@@ -52,7 +52,7 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, student: keras.Model, hard_loss, num_classes: int, alpha: float = 0.5,
-                 temperature: float = 2.0, teacher: keras.Model | None = None, soft_loss: str = "kl",
+                 temperature: float = 2.0, teacher: keras.Model | None = None, soft_loss: str = "cwd",
                  **kwargs):
         super().__init__(name=kwargs.pop("name", "distiller"), **kwargs)
         if not 0.0 <= alpha <= 1.0:
@@ -197,8 +197,13 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
     save_split(split, run / "split.json", source=str(cache.root))
     teachers = cache.select(dc.teachers)
     weights = ensemble_weights(cfg, cache, teachers)
-    LOG.info("distilling %s from %s (weights %s), alpha %.2f, T %.1f, soft loss %s", cfg.model.name,
-             ", ".join(teachers), np.round(weights, 3).tolist(), dc.alpha, dc.temperature, dc.soft_loss)
+    what = (f"quantization-aware fine-tuning of {dc.init_from}" if dc.qat and dc.init_from
+            else f"distilling {cfg.model.name}")
+    if dc.alpha == 1.0:
+        LOG.info("%s on the labels alone (alpha 1)", what)
+    else:
+        LOG.info("%s from %s (weights %s), alpha %.2f, T %.1f, soft loss %s", what, ", ".join(teachers),
+                 np.round(weights, 3).tolist(), dc.alpha, dc.temperature, dc.soft_loss)
 
     parts = {k: dataset.subset(v) for k, v in split.items() if v}
     require_valid(dataset.subset([i for side in ("train", "val") for i in split[side]]))
@@ -221,6 +226,7 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
                               soft_loss=dc.soft_loss)
         distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile)
         distiller(np.zeros((1, *shape), np.float32))  # BackupAndRestore can only restore a built model
-    LOG.info("student %s: %s parameters", cfg.model.name, f"{student.count_params():,}")
+    if not dc.qat:  # the QAT wrapper's count adds its quantizer variables: not the student's size
+        LOG.info("student %s: %s parameters", cfg.model.name, f"{student.count_params():,}")
     hist = fit_run(run, distiller, student, splits, cfg.train, extra_callbacks, suffix=suffix)
     return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))

@@ -79,7 +79,7 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     # the student that scores higher on VAL is the one exported, and the table says so
     sel = summary["stages"]["select"]
     val = sel["val_mean_fg_dice"]
-    assert sel["shipped"] == ("distilled" if val["distilled"] >= val["labels only"] else "labels only")
+    assert sel["shipped"] == ("labels only" if val["labels only"] > val["distilled"] + 0.01 else "distilled")
     shipped_run = {"distilled": "distill/student", "labels only": "baseline/baseline"}[sel["shipped"]]
     assert summary["stages"]["export"]["source"].endswith(shipped_run)
     shipped_row = {"distilled": "student, distilled (Keras)", "labels only": "student, labels only (Keras)"}

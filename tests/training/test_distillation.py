@@ -46,10 +46,24 @@ def test_alpha_one_is_exactly_dlce():
 def test_alpha_zero_is_the_t_squared_kl_computed_by_hand(temperature):
     mask, t, s = _two_by_two()
     d = Distiller(build_model("unet", (32, 32, 1), 3, **TINY_UNET), SegmentationLoss("dlce"), 3, alpha=0.0,
-                  temperature=temperature)
+                  temperature=temperature, soft_loss="kl")
     total, _, soft = d.compute_losses(mask, t, s)
     assert float(total) == pytest.approx(_hand_kl(t, s, temperature), rel=1e-4)
     assert float(soft) == pytest.approx(float(total))
+
+
+@pytest.mark.parametrize("name", ["cwd", "dice"])
+def test_the_configured_soft_term_is_the_one_trained(name):
+    from lightseg_tf.objectives.distill_losses import soft_loss
+
+    mask, t, s = _two_by_two()
+    d = Distiller(build_model("unet", (32, 32, 1), 3, **TINY_UNET), SegmentationLoss("dlce"), 3, alpha=0.25,
+                  temperature=2.0, soft_loss=name)
+    total, hard, soft = d.compute_losses(mask, t, s)
+    assert float(soft) == pytest.approx(float(soft_loss(name, t, s, 2.0, mask)), rel=1e-6)
+    assert float(total) == pytest.approx(0.25 * float(hard) + 0.75 * float(soft), rel=1e-6)
+    with pytest.raises(Exception, match="unknown distill.soft_loss 'mse'"):
+        Distiller(build_model("unet", (32, 32, 1), 3, **TINY_UNET), SegmentationLoss("dlce"), 3, soft_loss="mse")
 
 
 def test_cached_probabilities_become_logits_with_the_same_softmax():
