@@ -211,9 +211,15 @@ def build_stages(cfg: Config) -> list[Stage]:
     def evaluate(ctx, out):
         student = _shipped_run(ctx)
         rows = {f"teacher {n}": r["test"] for n, r in ctx.results["teachers"].items()}
-        ens = {r["model"]: r for r in ctx.results["ensemble"]["table"]}["weighted soft voting"]
-        rows["weighted ensemble"] = {"mean_fg_dice": ens["mean_fg_dice"], "mean_fg_iou": ens["mean_fg_iou"],
-                                     "note": f"letterboxed {ctx.results['ensemble']['table_split']} split"}
+        table = {r["model"]: r for r in ctx.results["ensemble"]["table"]}
+        ens = table["weighted soft voting"]
+        # The vote is scored on the cache's letterboxed maps, the teachers' rows above at the original
+        # resolution: name the best teacher on the vote's own footing so the comparison is fair.
+        best = max(pc.teachers, key=lambda n: table[n]["mean_fg_dice"])
+        rows["weighted ensemble"] = {
+            "mean_fg_dice": ens["mean_fg_dice"], "mean_fg_iou": ens["mean_fg_iou"],
+            "note": f"letterboxed {ctx.results['ensemble']['table_split']} split; best teacher there: "
+                    f"{best} {table[best]['mean_fg_dice']:.4f}"}
         sel = ctx.results.get("select")
         students = {"distilled": ("student, distilled (Keras)", ctx.results["distill"]["test"])}
         if pc.baseline:
