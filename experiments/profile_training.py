@@ -18,7 +18,9 @@ put in one bucket by its name scope:
   input wait                 ``IteratorGetNext``: the step waiting for the tf.data pipeline
   other                      gradient sums of reused tensors, casts, Keras bookkeeping
 
-Op times are per step (summed over the ops' own durations; with two inter-op threads two ops
+Use ``--plain`` for the breakdown: the fast path runs 8 steps per call inside a ``while`` loop,
+whose backward ops lose their ``gradient_tape/<model>`` scope and land in "other" (the ops of a
+step are the same on both paths). Op times are per step (summed over the ops' own durations; with two inter-op threads two ops
 can overlap, so the buckets can sum to a little more than the wall time). The input pipeline's
 own cost is measured apart: the pipeline alone, ms of wall per batch.
 """
@@ -80,8 +82,11 @@ def bucket_of(scope: str, op_type: str, model: str, loss: str, metric: str, opti
     """The breakdown bucket of one op (see the module docstring)."""
     if op_type == "IteratorGetNext":
         return "input wait"
-    grad = scope.startswith("gradient_tape/")
-    head = scope.split("/")[1 if grad else 0]
+    parts = scope.split("/")
+    # Skip the scopes Keras' multi-step loop adds (``while/body/_1/...``) up to the first known one.
+    start = next((i for i, p in enumerate(parts) if p in ("gradient_tape", model, loss, metric, optimizer)), 0)
+    grad = parts[start] == "gradient_tape"
+    head = parts[min(start + grad, len(parts) - 1)]
     if head == model:
         return "model backward" if grad else "model forward"
     if head == loss:
