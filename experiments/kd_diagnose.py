@@ -27,7 +27,7 @@ import tensorflow as tf
 from lightseg_tf.data.readers import read_dataset
 from lightseg_tf.data.tfdata import load_letterboxed
 from lightseg_tf.models.saving import load_trained_model
-from lightseg_tf.objectives.distill_losses import soft_loss
+from lightseg_tf.objectives.distill_losses import pixel_kl, soft_loss
 from lightseg_tf.objectives.losses import build_loss
 from lightseg_tf.runs import open_run
 from lightseg_tf.training.distillation import probs_to_logits
@@ -69,8 +69,7 @@ def main() -> None:
             hard = hard_loss(masks, logits)
         g_soft, g_hard = (tape.gradient(x, logits).numpy() for x in (soft, hard))
         t = args.temperature
-        log_pt = tf.nn.log_softmax(teacher / t, -1)
-        per_pixel = t * t * tf.reduce_sum(tf.exp(log_pt) * (log_pt - tf.nn.log_softmax(logits / t, -1)), -1).numpy()
+        per_pixel = t * t * pixel_kl(teacher, logits, t).numpy()
         p_student = tf.nn.softmax(logits, -1).numpy()
         print(f"\n{run}: pixel-mean T^2 KL {float(soft):.4f}, hard loss {float(hard):.4f}")
         print(f"  {'class':<12}{'KL':>8}{'p(true)':>9}{'dKL/dz':>9}{'dhard/dz':>10}")

@@ -38,7 +38,7 @@ SOFT_LOSSES = ("kl", "kl_agree", "kl_balanced", "cwd", "dist", "dice")
 EPS = 1e-7
 
 
-def _pixel_kl(teacher_logits, student_logits, t: float):
+def pixel_kl(teacher_logits, student_logits, t: float):
     """KL(softmax(t/T) || softmax(s/T)) per pixel, ``[B, H, W]``."""
     log_pt = tf.nn.log_softmax(teacher_logits / t, axis=-1)
     log_ps = tf.nn.log_softmax(student_logits / t, axis=-1)
@@ -51,14 +51,14 @@ def _weighted_mean(values, weights):
 
 def kl_loss(teacher_logits, student_logits, t: float, mask=None):
     """``T^2 * mean over pixels of KL(p_t || p_s)``; a scalar."""
-    return t * t * tf.reduce_mean(_pixel_kl(teacher_logits, student_logits, t))
+    return t * t * tf.reduce_mean(pixel_kl(teacher_logits, student_logits, t))
 
 
 def kl_agree_loss(teacher_logits, student_logits, t: float, mask):
     """``T^2 * KL`` averaged over the pixels where ``argmax(teacher) == mask``; 0 when there are none."""
     agree = tf.cast(tf.equal(tf.argmax(teacher_logits, -1, output_type=tf.int32), tf.cast(mask, tf.int32)),
                     tf.float32)
-    return t * t * _weighted_mean(_pixel_kl(teacher_logits, student_logits, t), agree)
+    return t * t * _weighted_mean(pixel_kl(teacher_logits, student_logits, t), agree)
 
 
 def kl_balanced_loss(teacher_logits, student_logits, t: float, mask):
@@ -67,7 +67,7 @@ def kl_balanced_loss(teacher_logits, student_logits, t: float, mask):
     onehot = tf.one_hot(tf.cast(mask, tf.int32), c, dtype=tf.float32)  # [B, H, W, C]
     counts = tf.reduce_sum(onehot, axis=[0, 1, 2])  # [C]
     weights = tf.reduce_sum(onehot / tf.maximum(counts, 1.0), axis=-1)  # [B, H, W]
-    return t * t * _weighted_mean(_pixel_kl(teacher_logits, student_logits, t), weights)
+    return t * t * _weighted_mean(pixel_kl(teacher_logits, student_logits, t), weights)
 
 
 def cwd_loss(teacher_logits, student_logits, t: float, mask=None):

@@ -221,6 +221,7 @@ def build_stages(cfg: Config) -> list[Stage]:
             "note": f"letterboxed {ctx.results['ensemble']['table_split']} split; best teacher there: "
                     f"{best} {table[best]['mean_fg_dice']:.4f}"}
         sel = ctx.results.get("select")
+        shipped = sel["shipped"] if sel else "distilled"
         students = {"distilled": ("student, distilled (Keras)", ctx.results["distill"]["test"])}
         if pc.baseline:
             students["labels only"] = ("student, labels only (Keras)", ctx.results["baseline"]["test"])
@@ -228,10 +229,9 @@ def build_stages(cfg: Config) -> list[Stage]:
             note = []
             if sel:
                 note.append(f"val {sel['val_mean_fg_dice'][kind]:.4f}")
-            if kind == (sel["shipped"] if sel else "distilled"):
+            if kind == shipped:
                 note.append("shipped")
             rows[name] = {**scores, "note": ", ".join(note)}
-        shipped = sel["shipped"] if sel else "distilled"
         for quant, name in ctx.results["export"]["files"].items():
             tfl = ctx.stage_dir("export") / name
             rows[f"student {quant} TFLite"] = {**summary_scores(evaluate_run(student, "test", tflite=tfl, out=out)),
