@@ -91,7 +91,9 @@ class TrainConfig:
     early_stopping_patience: int = 0  # 0 disables early stopping
     seed: int = 0
     deterministic_ops: bool = False
-    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    # auto = float16 with a GPU, off (float32) on CPU; on = float16; bfloat16 for CPUs/TPUs with it.
+    mixed_precision: Literal["auto", "on", "off", "float16", "bfloat16"] = "auto"
+    # mirrored = all local GPUs; multi_worker = the TF_CONFIG cluster. data.batch_size is the global batch.
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     jit_compile: bool = False
     # Keras' default BN momentum (0.99) makes the moving statistics lag far behind the weights
@@ -236,6 +238,8 @@ def _coerce(value, tp, key: str):
                 errors.append(str(exc))
         raise ConfigError(f"config key {key!r}: {value!r} is not {_type_name(tp)}")
     if origin is Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(typing.get_args(tp)):
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on / off as a boolean
         if value not in typing.get_args(tp):
             raise ConfigError(f"config key {key!r}: {value!r} is not one of {list(typing.get_args(tp))}")
         return value

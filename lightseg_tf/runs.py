@@ -43,7 +43,7 @@ def open_run_dir(cfg: Config, run_dir: str | Path | None = None, allow_changes: 
     resuming with another config would mix two experiments in one folder. ``allow_changes``
     is for staged runs (``lightseg pipeline``), whose stage keys decide what a change redoes.
     """
-    path = Path(run_dir) if run_dir else Path(cfg.run_root) / cfg.name
+    path = run_path(cfg, run_dir)
     path.mkdir(parents=True, exist_ok=True)
     text = dump_config(cfg)
     stored = path / "config.yaml"
@@ -55,6 +55,11 @@ def open_run_dir(cfg: Config, run_dir: str | Path | None = None, allow_changes: 
     write_text_atomic(stored, text)
     attach_log_file(path / "log.txt")
     return path
+
+
+def run_path(cfg: Config, run_dir: str | Path | None = None) -> Path:
+    """The run directory a config names (``run_dir``, else ``{run_root}/{name}``); nothing is created."""
+    return Path(run_dir) if run_dir else Path(cfg.run_root) / cfg.name
 
 
 def _identity(stored: Path) -> dict | None:

@@ -134,6 +134,9 @@ def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: 
     ds = ds.batch(cfg.batch_size, drop_remainder=False)
     options = tf.data.Options()
     options.deterministic = cfg.deterministic
+    # Multi-worker: each worker keeps its share of the elements (no image twice per epoch). The
+    # default (FILE) finds no files behind Dataset.range and falls back with a warning.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

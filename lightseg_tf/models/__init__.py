@@ -35,6 +35,9 @@ class ModelSpec:
 
 _MODELS: dict[str, ModelSpec] = {}
 
+# The float32 identity layer that ends a model built under a mixed precision policy.
+FLOAT32_LOGITS = "logits_float32"
+
 # Modules whose import registers builders; imported on first lookup, not at package import.
 _MODEL_MODULES = (
     "lightseg_tf.models.unet",
@@ -83,6 +86,21 @@ def build_model(name: str, input_shape, num_classes: int, **options):
     """Build the registered architecture ``name``; returns a functional model emitting logits."""
     spec = get_model_spec(name)
     try:
-        return spec.build(tuple(input_shape), int(num_classes), **options)
+        model = spec.build(tuple(input_shape), int(num_classes), **options)
     except TypeError as exc:
         raise LightsegError(f"model {name!r}: bad options {sorted(options)} ({exc})") from None
+    return float32_logits(model)
+
+
+def float32_logits(model):
+    """``model`` with float32 logits: under a mixed policy a float32 identity layer is appended.
+
+    Softmax, the losses and the metrics need float32 (float16 overflows in exp, and loss scaling
+    assumes a float32 loss); under a float32 policy the model is returned unchanged.
+    """
+    import tf_keras as keras
+
+    if model.output.dtype == "float32":
+        return model
+    logits = keras.layers.Activation("linear", dtype="float32", name=FLOAT32_LOGITS)(model.output)
+    return keras.Model(model.inputs, logits, name=model.name)

@@ -30,7 +30,7 @@ from tf_keras.src.saving.serialization_lib import SafeModeScope
 import lightseg_tf.objectives.losses  # noqa: F401  (registers the custom losses for loading)
 import lightseg_tf.objectives.metrics  # noqa: F401  (and the custom metrics)
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.models import list_models
+from lightseg_tf.models import FLOAT32_LOGITS, float32_logits, list_models
 from lightseg_tf.models.qat import qat_scope
 from lightseg_tf.runs import BEST_MODEL
 
@@ -190,8 +190,51 @@ def load_model_file(path: str | Path) -> keras.Model:
 
 def load_trained_model(path: str | Path) -> keras.Model:
     """Load a run directory's best model (``best.keras``, or a QAT run's ``best.h5``) or a model
-    file / SavedModel directory, through :func:`load_model_file`."""
-    return load_model_file(model_path(path))
+    file / SavedModel directory, through :func:`load_model_file`, in float32.
+
+    A model trained under a mixed precision policy comes back rebuilt in float32
+    (:func:`with_policy`): QAT, TFLite conversion and evaluation need float32 graphs."""
+    return with_policy(load_model_file(model_path(path)), "float32")
+
+
+def _replace_policies(node, policy: str):
+    """A copy of a config tree with every layer's dtype policy set to ``policy`` (the float32
+    logits layer of a mixed model stays float32)."""
+    if isinstance(node, list):
+        return [_replace_policies(v, policy) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _replace_policies(v, policy) for k, v in node.items()}
+    dtype = out.get("dtype")
+    if out.get("name") == FLOAT32_LOGITS:
+        return out
+    if isinstance(dtype, dict) and dtype.get("class_name") in ("Policy", "DTypePolicy"):
+        out["dtype"] = policy
+    elif isinstance(dtype, str) and dtype.startswith("mixed_"):
+        out["dtype"] = policy
+    return out
+
+
+def model_policies(model: keras.Model) -> set[str]:
+    """The dtype policy names of a model's layers (nested models and wrappers included)."""
+    return {layer.dtype_policy.name for layer in model.submodules if isinstance(layer, keras.layers.Layer)}
+
+
+def with_policy(model: keras.Model, policy: str) -> keras.Model:
+    """``model`` rebuilt with every layer under the dtype policy ``policy``, same weights.
+
+    The way from a mixed-precision checkpoint to the float32 graph that QAT, PTQ and TFLite
+    export need (and back, to fine-tune a float32 model under ``mixed_float16``). A float32 model
+    asked for float32 is returned as is. A mixed model ends with float32 logits
+    (:func:`lightseg_tf.models.float32_logits`); that identity layer stays when converted back.
+    """
+    if policy == "float32" and model_policies(model) == {"float32"}:
+        return model
+    config = _replace_policies(model.get_config(), policy)
+    with qat_scope():
+        rebuilt = model.__class__.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return float32_logits(rebuilt)
 
 
 load_qat_model = load_trained_model  # a QAT .h5 needs nothing more (the loader opens tfmot's scope)

@@ -25,7 +25,7 @@ from lightseg_tf.errors import LightsegError
 from lightseg_tf.objectives.distill_losses import SOFT_LOSSES, soft_loss
 from lightseg_tf.objectives.metrics import MeanForegroundDice
 from lightseg_tf.core.log import LOG
-from lightseg_tf.runs import open_run_dir
+from lightseg_tf.runs import open_run_dir, run_path
 
 EPS = 1e-7
 
@@ -91,8 +91,12 @@ class Distiller(keras.Model):
         return images, y, self.teacher(images, training=False)
 
     def compute_losses(self, mask, teacher_logits, student_logits):
-        """``(total, hard, soft)`` scalars for one batch."""
-        hard = self.hard_loss(mask, student_logits)
+        """``(total, hard, soft)`` float32 scalars: means over this replica's share of the batch."""
+        if isinstance(self.hard_loss, keras.losses.Loss):
+            # Its per-image values: a Loss' own reduction (AUTO) is refused under tf.distribute.
+            hard = tf.reduce_mean(self.hard_loss.call(mask, student_logits))
+        else:
+            hard = tf.reduce_mean(self.hard_loss(mask, student_logits))
         soft = soft_loss(self.soft_loss, teacher_logits, student_logits, self.temperature, mask)
         return self.alpha * hard + (1.0 - self.alpha) * soft, hard, soft
 
@@ -105,10 +109,14 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         images, mask, teacher_logits = self._targets(data)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self.student(images, training=True)
             total, hard, soft = self.compute_losses(mask, teacher_logits, logits)
             objective = total + (tf.add_n(self.student.losses) if self.student.losses else 0.0)
+            # The replicas' gradients are summed: each contributes its mean / replicas, so the
+            # update is that of the global batch's mean (Keras' compiled loss scales the same way).
+            objective = objective / replicas
         # minimize() applies loss scaling when mixed precision wrapped the optimizer.
         self.optimizer.minimize(objective, self.student.trainable_variables, tape=tape)
         return self._record(mask, logits, total, hard, soft)
@@ -136,11 +144,12 @@ def _initial_student(cfg: Config, shape, num_classes: int, train) -> keras.Model
     ``train`` (the TRAIN split) gives the images QAT's initial activation ranges come from.
     """
     from lightseg_tf.models import build_model
-    from lightseg_tf.models.saving import load_trained_model
+    from lightseg_tf.models.saving import load_trained_model, with_policy
     from lightseg_tf.training.trainer import set_bn_momentum
 
     if cfg.distill.init_from:
-        student = load_trained_model(cfg.distill.init_from)
+        # Loaded in float32; trained under this run's policy (a mixed one keeps float32 logits).
+        student = with_policy(load_trained_model(cfg.distill.init_from), keras.mixed_precision.global_policy().name)
         if tuple(student.input_shape[1:]) != tuple(shape) or student.output_shape[-1] != num_classes:
             raise LightsegError(f"{cfg.distill.init_from}: model takes {student.input_shape[1:]} -> "
                                 f"{student.output_shape[-1]} classes; this distillation needs {shape} -> {num_classes}")
@@ -166,14 +175,9 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
     Returns:
         :class:`lightseg_tf.training.trainer.TrainResult`.
     """
-    from lightseg_tf.data.tfdata import Splits, make_dataset
-    from lightseg_tf.data.readers import read_dataset
-    from lightseg_tf.data.inspect import require_valid
-    from lightseg_tf.data.split import check_split, save_split
-    from lightseg_tf.training.ensemble import soft_vote
-    from lightseg_tf.objectives.losses import build_loss
+    from lightseg_tf.training.distribute import configure_runtime, is_chief, release_run_dir, writable_run_dir
     from lightseg_tf.training.teacher_cache import TeacherCache
-    from lightseg_tf.training.trainer import TrainResult, configure_runtime, finished_run, fit_run, make_optimizer
+    from lightseg_tf.training.trainer import finished_run
 
     dc = cfg.distill
     if not dc.cache:
@@ -183,18 +187,38 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
         LOG.info("data.image_size %d -> %d, the side of the cache's teacher probabilities", cfg.data.image_size,
                  cache.size)
         cfg = with_overrides(cfg, {"data.image_size": cache.size})
-    run = open_run_dir(cfg, run_dir)
+    # First: a multi-worker strategy must precede any other op. QAT's fake-quant graph is float32.
+    strategy = configure_runtime(cfg.train, precision="float32" if dc.qat else None)
+    run = open_run_dir(cfg, run_dir) if is_chief(strategy) else run_path(cfg, run_dir)
     suffix = ".h5" if dc.qat else ".keras"
     if not overwrite and (done := finished_run(run, suffix)) is not None:
         return done
-    strategy = configure_runtime(cfg.train)
+    out = writable_run_dir(run, strategy)
+    try:
+        return _distill_run(cfg, cache, run, out, strategy, suffix, extra_callbacks)
+    finally:
+        release_run_dir(out, run)
+
+
+def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str, extra_callbacks):
+    """The body of :func:`distill`: ``out`` is where this process writes (``run`` on the chief)."""
+    from lightseg_tf.data.tfdata import Splits, make_dataset
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.data.inspect import require_valid
+    from lightseg_tf.data.split import check_split, save_split
+    from lightseg_tf.training.distribute import sync_batchnorm
+    from lightseg_tf.training.ensemble import soft_vote
+    from lightseg_tf.objectives.losses import build_loss
+    from lightseg_tf.training.trainer import TrainResult, describe_runtime, fit_run, make_optimizer
+
+    dc = cfg.distill
     data = cache.manifest.get("data", {})
     dataset = read_dataset(cfg.data.path or data.get("path"), cfg.data.format or data.get("format"))
     if list(dataset.classes) != cache.classes:
         raise LightsegError(f"{dataset.root}: classes {list(dataset.classes)} differ from the cache's {cache.classes}")
     split = cache.splits
     check_split(split, dataset, where=str(cache.root / "manifest.json"))
-    save_split(split, run / "split.json", source=str(cache.root))
+    save_split(split, out / "split.json", source=str(cache.root))
     teachers = cache.select(dc.teachers)
     weights = ensemble_weights(cfg, cache, teachers)
     what = (f"quantization-aware fine-tuning of {dc.init_from}" if dc.qat and dc.init_from
@@ -222,11 +246,14 @@ def distill(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), 
     shape = (cfg.data.image_size, cfg.data.image_size, 1)
     with strategy.scope():
         student = _initial_student(cfg, shape, cache.num_classes, parts["train"])
+        sync_batchnorm(student, strategy)
         distiller = Distiller(student, build_loss(cfg.loss), cache.num_classes, dc.alpha, dc.temperature,
                               soft_loss=dc.soft_loss)
         distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile)
         distiller(np.zeros((1, *shape), np.float32))  # BackupAndRestore can only restore a built model
     if not dc.qat:  # the QAT wrapper's count adds its quantizer variables: not the student's size
-        LOG.info("student %s: %s parameters", cfg.model.name, f"{student.count_params():,}")
-    hist = fit_run(run, distiller, student, splits, cfg.train, extra_callbacks, suffix=suffix)
+        LOG.info("student %s: %s parameters%s", cfg.model.name, f"{student.count_params():,}",
+                 describe_runtime(strategy))
+    hist = fit_run(out, distiller, student, splits, cfg.train, extra_callbacks, suffix=suffix,
+                   backup_dir=run / "backup")
     return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))

@@ -28,7 +28,9 @@ from lightseg_tf.models import build_model
 from lightseg_tf.objectives.losses import build_loss
 from lightseg_tf.objectives.metrics import MeanForegroundDice
 from lightseg_tf.runs import (BEST_MODEL, MONITOR, best_so_far, open_run_dir, read_history, resolve_dataset,
-                              save_model_atomic)
+                              run_path, save_model_atomic)
+from lightseg_tf.training.distribute import (configure_runtime, is_chief, release_run_dir, sync_batchnorm,
+                                             writable_run_dir)
 
 
 # Train steps per call of the compiled train function on the fast path: Keras' per-step Python
@@ -42,22 +44,6 @@ class TrainResult:
     best_model: Path
     history: dict
     epochs_run: int
-
-
-def configure_runtime(cfg: TrainConfig) -> tf.distribute.Strategy:
-    """Seeds, determinism, mixed precision and the distribution strategy."""
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic_ops:
-        tf.config.experimental.enable_op_determinism()
-    gpus = tf.config.list_physical_devices("GPU")
-    use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
-    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
-    if cfg.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if cfg.strategy == "multi_worker":
-        # Reads the cluster from the TF_CONFIG environment variable.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -152,7 +138,14 @@ def plot_curves(history: dict, out: Path) -> None:
 
 
 class _FlushLog(keras.callbacks.Callback):
-    """One log line per epoch into the run's log file."""
+    """One log line per epoch into the run's log file, and one when a run resumes from its backup."""
+
+    first = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first and epoch > 0:
+            LOG.info("resuming at epoch %d from the BackupAndRestore checkpoint", epoch + 1)
+        self.first = False
 
     def on_epoch_end(self, epoch, logs=None):
         LOG.debug("epoch %d: %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))
@@ -185,29 +178,46 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
     Returns:
         The run directory, the best checkpoint's path, the history and the epochs run.
     """
-    run = open_run_dir(cfg, run_dir)
+    strategy = configure_runtime(cfg.train)  # first: a multi-worker strategy must precede any other op
+    run = open_run_dir(cfg, run_dir) if is_chief(strategy) else run_path(cfg, run_dir)
     if not overwrite and (done := finished_run(run)) is not None:
         return done
-    strategy = configure_runtime(cfg.train)
-    dataset = resolve_dataset(cfg.data, run)
-    split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
-                      cfg.data.split_seed, write_to=run / "split.json")
-    require_valid(dataset.subset([i for side in split.values() for i in side]))  # before tf.data hides errors
-    splits = build_datasets(dataset, split, cfg.data, seed=cfg.train.seed)
-    n_train = len(splits.datasets["train"])
-    steps = math.ceil(n_train / cfg.data.batch_size)
-    LOG.info("data: %s (%s), train %d / val %d / test %d images, classes %s", dataset.root, dataset.format,
-             n_train, len(splits.datasets["val"]), len(splits.datasets.get("test", [])), list(dataset.classes))
+    out = writable_run_dir(run, strategy)
+    try:
+        dataset = resolve_dataset(cfg.data, out)
+        split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
+                          cfg.data.split_seed, write_to=out / "split.json")
+        require_valid(dataset.subset([i for side in split.values() for i in side]))  # before tf.data hides errors
+        splits = build_datasets(dataset, split, cfg.data, seed=cfg.train.seed)
+        n_train = len(splits.datasets["train"])
+        steps = math.ceil(n_train / cfg.data.batch_size)
+        LOG.info("data: %s (%s), train %d / val %d / test %d images, classes %s", dataset.root, dataset.format,
+                 n_train, len(splits.datasets["val"]), len(splits.datasets.get("test", [])), list(dataset.classes))
 
-    with strategy.scope():
-        model = build_model(cfg.model.name, (cfg.data.image_size, cfg.data.image_size, 1),
-                            dataset.num_classes, **cfg.model.options)
-        if cfg.train.bn_momentum is not None:
-            set_bn_momentum(model, cfg.train.bn_momentum)
-        compile_for_training(model, cfg.train, cfg.loss, dataset.num_classes, steps)
-    LOG.info("model %s: %s parameters", cfg.model.name, f"{model.count_params():,}")
-    hist = fit_run(run, model, model, splits, cfg.train, extra_callbacks)
+        with strategy.scope():
+            model = build_model(cfg.model.name, (cfg.data.image_size, cfg.data.image_size, 1),
+                                dataset.num_classes, **cfg.model.options)
+            if cfg.train.bn_momentum is not None:
+                set_bn_momentum(model, cfg.train.bn_momentum)
+            sync_batchnorm(model, strategy)
+            compile_for_training(model, cfg.train, cfg.loss, dataset.num_classes, steps)
+        LOG.info("model %s: %s parameters%s", cfg.model.name, f"{model.count_params():,}",
+                 describe_runtime(strategy))
+        hist = fit_run(out, model, model, splits, cfg.train, extra_callbacks, backup_dir=run / "backup")
+    finally:
+        release_run_dir(out, run)
     return TrainResult(run, run / BEST_MODEL, hist, len(hist.get("epoch", [])))
+
+
+def describe_runtime(strategy) -> str:
+    """``", 2 replicas, mixed_float16"``-style suffix for the log ("" on one float32 device)."""
+    parts = []
+    if strategy.num_replicas_in_sync > 1:
+        parts.append(f"{strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
+    policy = keras.mixed_precision.global_policy().name
+    if policy != "float32":
+        parts.append(policy)
+    return "".join(f", {p}" for p in parts)
 
 
 class DivergenceGuard(keras.callbacks.Callback):
@@ -289,17 +299,19 @@ class SaveBest(keras.callbacks.Callback):
 
 
 def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits, cfg: TrainConfig,
-            extra_callbacks=(), suffix: str = ".keras") -> dict:
+            extra_callbacks=(), suffix: str = ".keras", backup_dir: Path | None = None) -> dict:
     """Fit ``fit_model`` with the run's callbacks; ``saved_model`` is what the checkpoints hold.
 
     They differ for distillation (fit the Distiller, save its student). Writes ``best`` and
     ``final`` models (``suffix`` ".h5" for QAT models, which do not survive .keras), CSV/JSON
-    history, TensorBoard logs and curves into ``run``.
+    history, TensorBoard logs and curves into ``run``. ``backup_dir`` (default ``run/backup``)
+    is BackupAndRestore's: the chief's run directory on every worker of a cluster.
 
     Returns:
         The history ``{column: [per-epoch values]}``.
     """
     best_path, final_path, history_csv = run / f"best{suffix}", run / f"final{suffix}", run / "history.csv"
+    backup_dir = backup_dir or run / "backup"
     for stale in run.glob(".*.partial.*"):  # a save that a kill interrupted (save_model_atomic's temp)
         stale.unlink()
     # Epoch-end order survives a kill at any moment: the history row first, then the best model,
@@ -318,12 +330,13 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
                                                        patience=cfg.early_stopping_patience))
     callbacks.extend(extra_callbacks)
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run / "backup"), save_freq="epoch", delete_checkpoint=True))
+    callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True))
 
     fit_model.fit(splits.train, validation_data=splits.val, epochs=cfg.epochs, callbacks=callbacks,
                   verbose=cfg.verbose)
 
-    shutil.rmtree(run / "backup", ignore_errors=True)  # the run finished; nothing to resume
+    if backup_dir.parent == run:  # the chief's (a worker's scratch run holds none): nothing to resume
+        shutil.rmtree(backup_dir, ignore_errors=True)
     hist = read_history(history_csv)
     if not best_path.exists():
         raise LightsegError(f"{run}: training produced no checkpoint (diverged?); see {run / 'log.txt'}")
