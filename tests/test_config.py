@@ -79,3 +79,10 @@ def test_out_of_range_values_stop_at_load_and_write_nothing(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and key in err[0]
     assert not (tmp_path / "runs").exists()  # no config.yaml left to block the corrected rerun
+
+
+def test_a_bare_on_or_off_from_yaml_is_the_string_where_the_choice_has_them():
+    assert load_config(None, ["train.mixed_precision=off"]).train.mixed_precision == "off"
+    assert load_config(None, ["train.mixed_precision=on"]).train.mixed_precision == "on"
+    with pytest.raises(ConfigError, match="strategy"):
+        load_config(None, ["train.strategy=off"])  # no on/off among its choices: still an error

@@ -324,7 +324,18 @@ def _results_html(ctx: Context) -> str:
 
 def run_pipeline(cfg: Config, run_dir: str | Path | None = None, start: str | None = None,
                  only: str | None = None) -> dict:
-    """Run (or resume) the chain; returns ``{"run_dir", "report", "model", "results"}``."""
+    """Run (or resume) the chain; returns ``{"run_dir", "report", "model", "results"}``.
+
+    Raises:
+        LightsegError: ``train.strategy=multi_worker``: the chain's non-training stages (teacher
+            cache, ensemble, export, report) would run on every worker and race on the same
+            files; run ``lightseg train`` / ``distill`` as multi-worker jobs instead.
+    """
+    if cfg.train.strategy == "multi_worker":
+        raise LightsegError("lightseg pipeline runs on one machine (train.strategy default or mirrored): its "
+                            "cache, ensemble, export and report stages would race across workers. Run the "
+                            "training commands (lightseg train / distill) with train.strategy=multi_worker on "
+                            "every worker and the other stages on one machine (README, 'Scaling out')")
     run = open_run_dir(cfg, run_dir, allow_changes=True)
     ctx = run_stages(build_stages(cfg), run, start=start, only=only)
     out = {"run_dir": str(run), "results": ctx.results}

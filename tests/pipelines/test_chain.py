@@ -119,3 +119,12 @@ def test_a_study_tabulates_tta_and_generalisation_gaps(tmp_path):
     assert r["gap_train_test_dice"] == pytest.approx(r["train_dice"] - r["test_dice"])
     assert r["gap_val_test_iou"] == pytest.approx(r["val_iou"] - r["test_iou"])
     assert "test_hflip_dice" in r and "| a |" in (tmp_path / "st" / "stages" / "table" / "study.md").read_text()
+
+
+def test_the_chain_refuses_a_multi_worker_strategy_before_writing_anything(tmp_path):
+    from lightseg_tf.pipelines.chain import run_pipeline
+
+    cfg = load_config(None, ["train.strategy=multi_worker", f"run_root={tmp_path}", "name=mw"])
+    with pytest.raises(LightsegError, match="lightseg train / distill"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "mw").exists()
