@@ -24,7 +24,7 @@ from pathlib import Path
 
 SIZE, BATCH, N_IMAGES = 256, 8, 64
 OVERRIDES = [f"data.image_size={SIZE}", f"data.batch_size={BATCH}", f"data.phantom_n={N_IMAGES}",
-             "model.name=lightseg_student", "train.epochs=2", "train.verbose=0", "data.augment.enabled=false"]
+             "model.name=lightseg_student", "model.options={}", "train.epochs=2", "train.verbose=0", "data.augment.enabled=false"]
 
 
 def worker(setup: str, root: str, out: str) -> None:
