@@ -206,10 +206,10 @@ def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str
     from lightseg_tf.data.readers import read_dataset
     from lightseg_tf.data.inspect import require_valid
     from lightseg_tf.data.split import check_split, save_split
-    from lightseg_tf.training.distribute import sync_batchnorm
+    from lightseg_tf.training.distribute import describe_runtime, sync_batchnorm
     from lightseg_tf.training.ensemble import soft_vote
     from lightseg_tf.objectives.losses import build_loss
-    from lightseg_tf.training.trainer import TrainResult, describe_runtime, fit_run, make_optimizer
+    from lightseg_tf.training.trainer import TrainResult, fit_run, make_optimizer
 
     dc = cfg.distill
     data = cache.manifest.get("data", {})

@@ -7,7 +7,8 @@ optimiser and metrics inside the returned strategy's scope.
 Batch size: ``data.batch_size`` is the GLOBAL batch. Keras splits each batch of the dataset
 across the replicas (``batch_size / replicas`` images each), so a config gives the same
 updates on one CPU, two GPUs or two machines; losses are averaged over the global batch
-(Keras' compiled loss does it, the Distiller calls ``tf.nn.compute_average_loss``).
+(Keras' compiled loss and the Distiller divide each replica's batch mean by the replica count;
+the replicas' gradients are then summed).
 
 Multi-worker: only the chief (``TF_CONFIG`` task ``chief``, or ``worker`` 0 when there is no
 chief) writes the run directory. Other workers write their copies of logs, histories and
@@ -132,3 +133,14 @@ def release_run_dir(write_dir: Path, run: Path) -> None:
     """Delete a non-chief worker's scratch folder (nothing to do on the chief)."""
     if write_dir != run:
         shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def describe_runtime(strategy) -> str:
+    """``", 2 replicas, mixed_float16"``-style suffix for the log ("" on one float32 device)."""
+    parts = []
+    if strategy.num_replicas_in_sync > 1:
+        parts.append(f"{strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
+    policy = keras.mixed_precision.global_policy().name
+    if policy != "float32":
+        parts.append(policy)
+    return "".join(f", {p}" for p in parts)

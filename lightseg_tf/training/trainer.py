@@ -28,8 +28,8 @@ from lightseg_tf.objectives.losses import build_loss
 from lightseg_tf.objectives.metrics import MeanForegroundDice
 from lightseg_tf.runs import (BEST_MODEL, MONITOR, best_so_far, open_run_dir, read_history, resolve_dataset,
                               run_path, save_model_atomic)
-from lightseg_tf.training.distribute import (configure_runtime, is_chief, release_run_dir, sync_batchnorm,
-                                             writable_run_dir)
+from lightseg_tf.training.distribute import (configure_runtime, describe_runtime, is_chief, release_run_dir,
+                                             sync_batchnorm, writable_run_dir)
 
 
 # Train steps per call of the compiled train function on the fast path: Keras' per-step Python
@@ -206,17 +206,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
     finally:
         release_run_dir(out, run)
     return TrainResult(run, run / BEST_MODEL, hist, len(hist.get("epoch", [])))
-
-
-def describe_runtime(strategy) -> str:
-    """``", 2 replicas, mixed_float16"``-style suffix for the log ("" on one float32 device)."""
-    parts = []
-    if strategy.num_replicas_in_sync > 1:
-        parts.append(f"{strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
-    policy = keras.mixed_precision.global_policy().name
-    if policy != "float32":
-        parts.append(policy)
-    return "".join(f", {p}" for p in parts)
 
 
 class DivergenceGuard(keras.callbacks.Callback):
