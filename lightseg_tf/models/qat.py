@@ -13,12 +13,14 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.models.quantize_configs import annotate_for_qat, custom_objects
+from lightseg_tf.models.quantize_configs import annotate_for_qat, custom_objects, use_global_ranges
 
 
 def quantize_for_qat(model: keras.Model, calibration: np.ndarray | None = None) -> keras.Model:
     """A QAT copy of ``model`` (same weights): tfmot's default 8-bit scheme, with
-    :class:`~lightseg_tf.models.quantize_configs.OutputQuantizeConfig` on the layers it rejects.
+    :class:`~lightseg_tf.models.quantize_configs.OutputQuantizeConfig` on the layers it rejects
+    and activation ranges over the global batch under ``tf.distribute``
+    (:func:`~lightseg_tf.models.quantize_configs.use_global_ranges`).
 
     Args:
         model: the float model.
@@ -39,6 +41,7 @@ def quantize_for_qat(model: keras.Model, calibration: np.ndarray | None = None) 
                 qat = tfmot.quantization.keras.quantize_apply(annotate_for_qat(model))
             except (ValueError, RuntimeError) as exc:
                 raise LightsegError(f"model {model.name!r} cannot be prepared for QAT: {exc}") from None
+    use_global_ranges(qat)  # a mirrored step sees the global batch's ranges, as one device does
     if calibration is not None:
         calibrate_qat_ranges(qat, model, calibration)
     return qat

@@ -77,20 +77,18 @@ def test_a_mirrored_step_on_two_devices_equals_one_device():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    for kind in ("train", "distill"):
+    for kind in ("train", "distill", "qat"):
         rel = res[kind]["max_rel"]
         assert res[kind]["replicas"] == 2
-        # Same weights to 1e-5: the per-replica losses are scaled to the global batch and BN
-        # statistics are synchronised (per-replica statistics differ by ~1e-1 here).
-        assert rel["kernels"] < 1e-5 and rel["beta"] < 1e-5 and rel["moving_mean"] < 1e-5, rel
+        # Same weights to 1e-5: the per-replica losses are scaled to the global batch, BN
+        # statistics are synchronised (per-replica statistics differ by ~1e-1 here) and QAT's
+        # activation ranges are those of the global batch (tfmot's own quantizer averages the
+        # replicas' ranges: ~1e-4 off in the ranges, ~2e-3 in the kernels).
+        assert all(rel[g] < 1e-5 for g in ("kernels", "beta", "moving_mean")), (kind, rel)
+        assert rel.get("min", 0.0) < 1e-5 and rel.get("max", 0.0) < 1e-5, (kind, rel)
         # The one-device fused BN kernel keeps n/(n-1) (Bessel) in the moving variance, the
         # synchronised one does not: a 1/n difference, n = pixels x images.
-        assert rel["moving_variance"] < 1e-4, rel
-    qat = res["qat"]["max_rel"]
-    # tfmot averages the replicas' activation ranges (its moving-average min/max is a MEAN
-    # across replicas, not the global batch's min/max): ranges agree to ~1e-4, and the
-    # rounding they change moves the convolution weights by ~1e-3 (docs/BENCHMARKS.md).
-    assert qat["min"] < 1e-3 and qat["max"] < 1e-3 and qat["kernels"] < 1e-2, qat
+        assert rel["moving_variance"] < 1e-4, (kind, rel)
 
 
 @pytest.mark.slow

@@ -59,7 +59,12 @@ def _wait(procs, cwd: Path, tag: str, timeout: float = 240) -> None:
             for q in procs:
                 q.kill()
             pytest.fail(f"worker {i} did not finish in {timeout:.0f} s:\n" + (cwd / f"{tag}{i}.log").read_text()[-3000:])
-        assert rc == 0, f"worker {i} failed (rc {rc}):\n" + (cwd / f"{tag}{i}.log").read_text()[-3000:]
+        if rc != 0:
+            for q in procs:
+                q.kill()
+            logs = "\n".join(f"--- worker {j} ---\n" + (cwd / f"{tag}{j}.log").read_text()[-3000:]
+                             for j in range(len(procs)))
+            pytest.fail(f"worker {i} failed (rc {rc}):\n{logs}")
 
 
 def _epochs(history_csv: Path) -> list[int]:
