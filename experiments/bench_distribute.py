@@ -1,12 +1,12 @@
 """Images/s of one training epoch: one device vs two logical devices (mirrored) vs two workers.
 
 Issue 20's correctness setups timed on this machine: ``lightseg_student`` at 256 px on the
-phantom, ``data.batch_size`` 8 (the global batch in every setup), the second epoch of each
-run timed (the first traces the step). Two logical CPU devices and two worker processes share
-the same cores, so no speed-up is expected on a 2-core machine; the numbers say what the
+phantom, ``data.batch_size`` 8 (the global batch in every setup), the training part of the
+second epoch of each run timed (the first traces the step). Two logical CPU devices and two
+worker processes share the same cores, so no speed-up is expected on a 2-core machine; the numbers say what the
 synchronisation costs. Each setup runs in fresh processes, ``--repeats`` times; medians.
 
-    python experiments/bench_distribute.py --repeats 3 --out /tmp/bench_distribute.json
+    python experiments/bench_distribute.py --repeats 3 --images 48 --out /tmp/bench_distribute.json
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-SIZE, BATCH, N_IMAGES = 256, 8, 64
-OVERRIDES = [f"data.image_size={SIZE}", f"data.batch_size={BATCH}", f"data.phantom_n={N_IMAGES}",
+SIZE, BATCH = 256, 8
+OVERRIDES = [f"data.image_size={SIZE}", f"data.batch_size={BATCH}",
              "model.name=lightseg_student", "model.options={}", "train.epochs=2", "train.verbose=0", "data.augment.enabled=false"]
 
 
-def worker(setup: str, root: str, out: str) -> None:
-    """One training process of ``setup``; writes ``{"seconds": epoch 2, "images": train images}``."""
+def worker(setup: str, root: str, out: str, n_images: str) -> None:
+    """One training process of ``setup``; writes ``{"seconds": epoch 2's training, "images": train images}``."""
     if setup == "mirrored2":
         import lightseg_tf  # noqa: F401
         import tensorflow as tf
@@ -41,21 +41,30 @@ def worker(setup: str, root: str, out: str) -> None:
     from lightseg_tf.training.trainer import train
 
     class Clock(keras.callbacks.Callback):
+        """Seconds of the training part of the last epoch (validation, which fit runs inside the
+        epoch through the same callbacks, is left out)."""
+
         def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
+            self.t0, self.seconds = time.perf_counter(), None
+
+        def on_test_begin(self, logs=None):
+            if self.seconds is None:
+                self.seconds = time.perf_counter() - self.t0
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self.t0
+            if self.seconds is None:
+                self.seconds = time.perf_counter() - self.t0
 
     strategy = {"one": "default", "mirrored2": "mirrored", "workers2": "multi_worker"}[setup]
-    cfg = load_config(None, [*OVERRIDES, f"train.strategy={strategy}", f"run_root={root}", "name=bench"])
+    cfg = load_config(None, [*OVERRIDES, f"data.phantom_n={n_images}", f"train.strategy={strategy}",
+                             f"run_root={root}", "name=bench"])
     clock = Clock()
     result = train(cfg, extra_callbacks=[clock])
     n = len(json.loads((result.run_dir / "split.json").read_text())["train"]) if (result.run_dir / "split.json").exists() else 0
     Path(out).write_text(json.dumps({"seconds": clock.seconds, "images": n}))
 
 
-def run_setup(setup: str) -> float:
+def run_setup(setup: str, n_images: int) -> float:
     """Images/s of the timed epoch of one fresh run of ``setup``."""
     with tempfile.TemporaryDirectory() as tmp:
         procs, outs = [], []
@@ -71,7 +80,7 @@ def run_setup(setup: str) -> float:
                 env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                                "task": {"type": "worker", "index": i}})
             outs.append(Path(tmp) / f"out{i}.json")
-            procs.append(subprocess.Popen([sys.executable, __file__, "--worker", setup, tmp, str(outs[-1])], env=env,
+            procs.append(subprocess.Popen([sys.executable, __file__, "--worker", setup, tmp, str(outs[-1]), str(n_images)], env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         for p in procs:
             _, err = p.communicate()
@@ -85,7 +94,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="")
-    ap.add_argument("--worker", nargs=3, metavar=("SETUP", "ROOT", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--images", type=int, default=48, help="phantom images (70 %% of them train)")
+    ap.add_argument("--worker", nargs=4, metavar=("SETUP", "ROOT", "OUT", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
@@ -94,8 +104,9 @@ def main() -> None:
     rates: dict[str, list[float]] = {s: [] for s in setups}
     for _ in range(args.repeats):  # interleaved, so a noisy minute hits every setup alike
         for s in setups:
-            rates[s].append(run_setup(s))
+            rates[s].append(run_setup(s, args.images))
     result = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "size": SIZE, "global_batch": BATCH,
+              "phantom_images": args.images,
               "images_per_s": {s: statistics.median(v) for s, v in rates.items()}, "all": rates}
     base = result["images_per_s"]["one"]
     result["ratio_to_one"] = {s: v / base for s, v in result["images_per_s"].items()}
