@@ -1,5 +1,5 @@
-"""The ``lightseg`` logger (one console handler on stderr, one log file per run) and the filter
-that keeps TensorFlow's own console noise out of the CLI's output."""
+"""The ``lightseg`` logger (one console handler on stderr, one log file per run), the filter
+that keeps TensorFlow's own console noise out of the CLI's output, and progress bars."""
 
 from __future__ import annotations
 
@@ -10,13 +10,22 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 LOG = logging.getLogger("lightseg")
+T = TypeVar("T")
+
+# Whether stderr was a terminal before quiet_native_stderr pointed file descriptor 2 at its
+# pipe (after that, isatty() says no); None outside that block.
+_stderr_was_terminal: bool | None = None
 
 
 def attach_log_file(path: Path) -> None:
-    """Send the ``lightseg`` logger to ``path`` (appending) and to stderr, once each."""
+    """Send the ``lightseg`` logger to ``path`` (appending) and to stderr, once each.
+
+    The previous run's log file is detached, unless ``path`` lies inside that run's folder: a
+    run made inside another (a pipeline stage's training run) logs to both files.
+    """
     LOG.setLevel(logging.DEBUG)  # DEBUG lines (per-epoch logs) go to the file only
     LOG.propagate = False  # TF installs a root handler; without this every line prints twice
     if not any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr
@@ -30,11 +39,98 @@ def attach_log_file(path: Path) -> None:
         if isinstance(h, logging.FileHandler):
             if h.baseFilename == target:
                 return
+            if Path(target).is_relative_to(Path(h.baseFilename).parent):
+                continue
             LOG.removeHandler(h)
             h.close()
     fh = logging.FileHandler(target)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     LOG.addHandler(fh)
+
+
+@contextlib.contextmanager
+def log_files_restored() -> Iterator[None]:
+    """On leaving the block, log to the files it started with: the runs it opened stop logging."""
+    before = [h.baseFilename for h in LOG.handlers if isinstance(h, logging.FileHandler)]
+    try:
+        yield
+    finally:
+        for h in list(LOG.handlers):
+            if isinstance(h, logging.FileHandler) and h.baseFilename not in before:
+                LOG.removeHandler(h)
+                h.close()
+        for name in before:
+            attach_log_file(Path(name))
+
+
+class _RenamePaths(logging.Filter):
+    """Rewrites ``old`` into ``new`` in every record's message."""
+
+    def __init__(self, pairs: dict[str, str]):
+        super().__init__()
+        self.pairs = pairs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        for old, new in self.pairs.items():
+            msg = msg.replace(old, new)
+        record.msg, record.args = msg, None
+        return True
+
+
+@contextlib.contextmanager
+def log_paths_renamed(old: Path, new: Path) -> Iterator[None]:
+    """Log lines written in the block name folder ``new`` where they say ``old``.
+
+    For a folder renamed ``old`` -> ``new`` when the block succeeds (a stage's in-progress
+    folder), so the log names where the files will be, not a folder that is gone.
+
+    Args:
+        old: the folder the block writes into.
+        new: the name it gets when the block ends.
+    """
+    rename = _RenamePaths({str(old): str(new), str(old.resolve()): str(new.resolve())})
+    LOG.addFilter(rename)
+    try:
+        yield
+    finally:
+        LOG.removeFilter(rename)
+
+
+def format_duration(seconds: float) -> str:
+    """``"4.2 s"`` under 10 s, ``"42 s"`` under a minute, else ``"3 min 07 s"``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def console_is_terminal() -> bool:
+    """Whether a person watches stderr (a terminal), also inside :func:`quiet_native_stderr`."""
+    return sys.stderr.isatty() if _stderr_was_terminal is None else _stderr_was_terminal
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "img") -> Iterable[T]:
+    """``items`` behind a tqdm bar on stderr when it is a terminal; ``items`` unchanged otherwise.
+
+    The bar clears itself when the loop ends, so the console keeps only the log lines; piped
+    output and log files never hold bars.
+
+    Args:
+        items: what the loop runs over.
+        desc: the bar's label.
+        total: the number of items, when ``items`` has no ``len``.
+        unit: what one item is.
+
+    Returns:
+        An iterable over ``items``.
+    """
+    if not console_is_terminal():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, total=total, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
 # Lines TensorFlow, absl, XLA and the CUDA stub print on their own: C++ log lines
@@ -59,6 +155,7 @@ def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
     bars) passes unchanged. A line continuing a dropped warning ("Instructions for updating:"
     and the line after it) is dropped with it.
     """
+    global _stderr_was_terminal
     if not enabled:
         yield
         return
@@ -66,6 +163,7 @@ def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
 
     _logging.getLogger("tensorflow").setLevel(_logging.ERROR)  # before TF adds its handler
     sys.stderr.flush()
+    was_terminal, _stderr_was_terminal = _stderr_was_terminal, os.isatty(2)
     saved = os.dup(2)
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
@@ -112,3 +210,4 @@ def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
         os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF and finishes
         os.close(saved)
         thread.join(timeout=5)
+        _stderr_was_terminal = was_terminal

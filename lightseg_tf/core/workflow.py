@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import write_json_atomic
-from lightseg_tf.core.log import LOG
+from lightseg_tf.core.log import LOG, format_duration, log_files_restored, log_paths_renamed
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,14 @@ class Stage:
         run: ``run(ctx, out_dir) -> dict`` of JSON-safe results; writes files into ``out_dir``.
         reads: config values (any JSON-safe objects) whose change must re-run the stage.
         depends: names of earlier stages whose outputs it uses.
+        about: what it does, in a few words, for the line that announces it.
     """
 
     name: str
     run: Callable[["Context", Path], dict]
     reads: Any = None
     depends: tuple[str, ...] = ()
+    about: str = ""
 
 
 @dataclass
@@ -64,6 +66,10 @@ def run_stages(stages: list[Stage], run_dir: str | Path, start: str | None = Non
                only: str | None = None) -> Context:
     """Run ``stages`` in order, skipping those already done with the same key.
 
+    The log counts the stages that will run (``[k/N] stage name: about``), names the stages
+    skipped once, and ends each stage with its time and final folder. Log lines written inside
+    a stage name its final folder, not the in-progress ``.partial`` one they are written in.
+
     Args:
         stages: the workflow, in dependency order.
         run_dir: where ``stages/`` lives.
@@ -79,32 +85,16 @@ def run_stages(stages: list[Stage], run_dir: str | Path, start: str | None = Non
         if value is not None and value not in names:
             raise LightsegError(f"{flag} {value!r}: no such stage; stages are {names}")
     ctx = Context(run_dir)
-    keys: dict[str, str] = {}
-    forced = False
+    todo, skipped = _plan(stages, ctx, start, only)
+    if skipped:
+        LOG.info("done for this config, skipped: %s", ", ".join(skipped))
+    if not todo:
+        LOG.info("nothing to run (--from STAGE re-runs a stage and every later one)")
     began = time.time()
-    for k, stage in enumerate(stages, 1):
-        tag = f"[{k}/{len(stages)}] stage {stage.name:<12}"
-        missing = [d for d in stage.depends if d not in keys]
-        if missing:
-            raise LightsegError(f"stage {stage.name!r} depends on unknown or later stages {missing}")
-        key = stage_key(stage, keys)
-        keys[stage.name] = key
-        forced = forced or stage.name == start
+    for k, (stage, key, previous, forced) in enumerate(todo, 1):
+        tag = f"[{k}/{len(todo)}] stage {stage.name}"
+        about = f": {stage.about}" if stage.about else ""
         final = ctx.stage_dir(stage.name)
-        done_file = final / "done.json"
-        done = json.loads(done_file.read_text()) if done_file.exists() else None
-        if only is not None and stage.name != only:
-            is_done = done is not None and done["key"] == key
-            if not is_done and stage.name in _ancestors(stages, only):
-                raise LightsegError(f"--only {only}: stage {stage.name!r} it builds on is not done "
-                                    "for this config; run without --only first")
-            if is_done:
-                ctx.results[stage.name] = done["results"]
-            continue
-        if done is not None and done["key"] == key and not forced:
-            LOG.info("%s skipped (done for this config)", tag)
-            ctx.results[stage.name] = done["results"]
-            continue
         partial = final.with_name(final.name + ".partial")
         key_file = partial / "key.txt"
         if partial.exists() and (forced or not key_file.exists() or key_file.read_text() != key):
@@ -112,21 +102,62 @@ def run_stages(stages: list[Stage], run_dir: str | Path, start: str | None = Non
         resumed = partial.exists()
         partial.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key)
-        # A partial folder of the same key is kept: a stage such as training resumes inside it.
-        LOG.info("%s %s (%s into the run)", tag, "resuming" if resumed else "running", _minutes(time.time() - began))
+        when = [f"{format_duration(time.time() - began)} into the run"]
+        if resumed:  # a partial folder of the same key is kept: a stage such as training resumes inside it
+            when.insert(0, f"resuming in its in-progress folder {partial}")
+        if previous is not None and "seconds" in previous:
+            when.append(f"its last run took {format_duration(previous['seconds'])}")
+        LOG.info("%s%s (%s)", tag, about, "; ".join(when))
         t0 = time.time()
-        results = stage.run(ctx, partial) or {}
+        try:
+            with log_files_restored(), log_paths_renamed(partial, final):
+                results = stage.run(ctx, partial) or {}
+        except BaseException:
+            LOG.info("%s stopped after %s; its in-progress folder %s is kept and a rerun resumes there",
+                     tag, format_duration(time.time() - t0), partial)
+            raise
         write_json_atomic(partial / "done.json", {"key": key, "results": results,
                                                   "seconds": round(time.time() - t0, 1)})
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         ctx.results[stage.name] = results
-        LOG.info("%s done in %.1f s", tag, time.time() - t0)
+        LOG.info("%s done in %s: %s", tag, format_duration(time.time() - t0), final)
+    if todo:
+        LOG.info("%d of %d stages run in %s", len(todo), len(stages), format_duration(time.time() - began))
+    ctx.results = {n: ctx.results[n] for n in names if n in ctx.results}  # in stage order, skipped or run
     return ctx
 
 
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+def _plan(stages: list[Stage], ctx: Context, start: str | None, only: str | None):
+    """Which stages run, with their keys and last ``done.json``; loads the results of the others.
+
+    Returns:
+        ``([(stage, key, previous done.json or None, forced by --from)] to run, [names skipped as done])``.
+    """
+    keys: dict[str, str] = {}
+    todo, skipped = [], []
+    forced = False
+    for stage in stages:
+        missing = [d for d in stage.depends if d not in keys]
+        if missing:
+            raise LightsegError(f"stage {stage.name!r} depends on unknown or later stages {missing}")
+        key = keys[stage.name] = stage_key(stage, keys)
+        forced = forced or stage.name == start
+        done_file = ctx.stage_dir(stage.name) / "done.json"
+        done = json.loads(done_file.read_text()) if done_file.exists() else None
+        is_done = done is not None and done["key"] == key
+        if only is not None and stage.name != only:
+            if not is_done and stage.name in _ancestors(stages, only):
+                raise LightsegError(f"--only {only}: stage {stage.name!r} it builds on is not done "
+                                    "for this config; run without --only first")
+            if is_done:
+                ctx.results[stage.name] = done["results"]
+        elif is_done and not forced:
+            ctx.results[stage.name] = done["results"]
+            skipped.append(stage.name)
+        else:
+            todo.append((stage, key, done, forced))
+    return todo, skipped
 
 
 def _ancestors(stages: list[Stage], name: str) -> set[str]:
