@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--class", dest="classes", nargs="+", default=None,
                    help="class names or ids to explain (default: every foreground class)")
-    p.add_argument("--layer", default=None, help="feature layer (default: the last conv before the head)")
+    p.add_argument("--layer", default=None, help="feature layer (default: the features the logits head reads)")
     p.add_argument("--method", default="gradcam++", choices=["gradcam++", "gradcam"])
     p.add_argument("--out", default="explain", help="output folder for the panels (default explain/)")
     p.set_defaults(func=run_explain)

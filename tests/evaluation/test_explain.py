@@ -1,4 +1,4 @@
-"""GradCAM++ closed form, and a heatmap that peaks inside the structure on a phantom."""
+"""GradCAM++ closed form, the layer it reads, and a heatmap that peaks inside the structure on a phantom."""
 
 import numpy as np
 import pytest
@@ -30,6 +30,23 @@ def test_closed_form_on_a_linear_toy_model():
     w = (alpha * np.maximum(g, 0)).sum((0, 1))
     expected = np.maximum((a * w).sum(-1), 0)
     np.testing.assert_allclose(cam, expected / expected.max(), atol=1e-5)
+    # logit1 = -0.5 a < logit0 = 1.5 a everywhere: class 1 is never predicted, so it has no region
+    # to explain (the whole-image fallback drew class 0's map under its name).
+    assert (model.predict(image[None], verbose=0)[0].argmax(-1) == 0).all()
+    assert gradcam_plus_plus(model, image, 0, layer="feats").max() == pytest.approx(1.0)
+    for method in (gradcam_plus_plus, gradcam):
+        assert not method(model, image, 1, layer="feats").any()
+
+
+@pytest.mark.parametrize("name, options, expected", [
+    ("lightseg_student", {"width": 0.25}, "x03_out"),  # not the last block's shortcut projection
+    ("unet", {"base_filters": 4, "depth": 2}, "dec0_2_relu"),
+    ("deeplabv3plus", {}, "out_up"),
+    ("unetpp", {"base_filters": 4, "depth": 2, "deep_supervision": True}, "x01_2_relu"),
+])
+def test_default_layer_is_what_the_logits_head_reads(name, options, expected):
+    model = build_model(name, (32, 32, 1), 4, **options)
+    assert default_layer(model) == expected
 
 
 @pytest.mark.slow
@@ -40,7 +57,7 @@ def test_heatmap_is_not_uniform_and_peaks_inside_the_brain():
     set_bn_momentum(model, 0.9)
     model.compile(keras.optimizers.Adam(5e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=8, epochs=20, verbose=0)
-    assert default_layer(model) == "dec0_2_conv"
+    assert default_layer(model) == "dec0_2_relu"
     pred = model.predict(x[:1], verbose=0)[0].argmax(-1)
     brain = y[0] >= 1
     assert ((pred >= 1) == brain).mean() > 0.9  # the model is right on this image
