@@ -201,6 +201,34 @@ def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) ->
     return TFLitePredictor(path, card, interp)
 
 
+def pipeline_model(run: str | Path) -> Path:
+    """The model a ``lightseg pipeline`` run shipped: its export stage's int8 ``.tflite`` (else the first).
+
+    The export stage's record is read, not ``pipeline.json``: that summary is written only when
+    every stage has finished, while a run stopped in a later stage (clinic, report) already has
+    its model.
+
+    Args:
+        run: the pipeline's run directory (the one it prints at the end).
+
+    Returns:
+        The ``.tflite`` path inside ``run/stages/export`` (resolved there: the run folder may have moved).
+
+    Raises:
+        LightsegError: the run has not reached its export stage yet.
+    """
+    run = Path(run)
+    record = run / "stages" / "export" / "done.json"
+    if not record.is_file():
+        raise LightsegError(f"{run}: no exported model in this run yet ({record} is missing): a `lightseg "
+                            "pipeline` run has one once its export stage is done, so resume it with the same "
+                            "command; from a `lightseg study` pass one of its stages/models/NAME runs")
+    files = (read_json_file(record, "export stage record").get("results") or {}).get("files") or {}
+    if not files:
+        raise LightsegError(f"{record}: lists no exported model; re-run `lightseg pipeline ... --from export`")
+    return record.parent / Path(files.get("int8") or next(iter(files.values()))).name
+
+
 def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) -> Predictor:
     """Open a ``.tflite`` (its card beside it), a run directory or a Keras model file as a Predictor.
 
@@ -209,11 +237,8 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
     models only (a .tflite graph is fixed).
     """
     path = Path(model)
-    if path.is_dir() and (path / "pipeline.json").is_file():  # a `lightseg pipeline` run: its shipped model
-        shipped = read_json_file(path / "pipeline.json", "pipeline summary").get("model")
-        if not shipped:
-            raise LightsegError(f"{path}: the pipeline has not exported a model yet; run it to the export stage")
-        path = path / "stages" / "export" / Path(shipped).name  # the run folder may have moved since
+    if path.is_dir() and (path / "stages").is_dir():  # a `lightseg pipeline` run: its shipped model
+        path = pipeline_model(path)
     if path.suffix == ".tflite":
         if tta not in (None, "", "none"):
             raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")

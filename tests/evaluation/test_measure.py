@@ -2,11 +2,13 @@
 
 import csv
 import json
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import REPO_ROOT
 
 from lightseg_tf.anatomy.biometry import lv_flag, measure_mask, width_across
 from lightseg_tf.cli import main
@@ -191,3 +193,29 @@ def test_measure_of_a_tflite_shows_the_training_domain_its_card_holds(phantom_di
     assert main(["measure", "--model", str(path), image, "--out", str(tmp_path / "out")]) == 0
     assert "model trained on: lightseg-phantom (lightseg)" in capsys.readouterr().out
     assert next(csv.DictReader(open(tmp_path / "out/measurements.csv")))["training_domain"] == "lightseg-phantom (lightseg)"
+
+
+def test_measure_opens_the_run_directory_the_pipeline_prints(tmp_path, capsys):
+    """``lightseg measure --model runs/quickstart``: the export stage's int8 model, also when the run
+    stopped after export (no pipeline.json yet; this used to fail on a missing split.json). Fast: the
+    run's layout around the committed golden export, no training."""
+    golden = REPO_ROOT / "android_demo" / "app" / "src" / "test" / "resources" / "golden"
+    case = json.loads((golden / "golden.json").read_text())["cases"][0]
+    image = str(golden / case["files"]["png"])
+    run = tmp_path / "quickstart"
+    (run / "stages" / "data").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: quickstart\n")
+    assert main(["measure", "--model", str(run), image]) == 2
+    err = capsys.readouterr().err
+    assert "quickstart: no exported model in this run yet" in err and "resume it with the same command" in err
+    export = run / "stages" / "export"
+    export.mkdir()
+    for name in ("student_int8.tflite", "student_int8.json"):
+        shutil.copy(golden / name, export / name)
+    (export / "done.json").write_text(json.dumps({"key": "k", "results": {
+        "source": "/elsewhere/stages/distill/student", "files": {"int8": "student_int8.tflite"}}}))
+    assert main(["measure", "--model", str(run), image, "--pixel-size", str(case["pixel_size_mm"]), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    # The golden vectors' HC is the Python TFLite runner's on this image: the same model answered.
+    assert row["hc"] == round(case["measurements"]["hc_mm"], 1)  # measure reports 0.1 mm
+    assert row["training_domain"] == "phantom (lightseg)"
