@@ -4,9 +4,13 @@ headless chromium against the Python TFLite runner."""
 import base64
 import html
 import json
+import os
+import queue
 import re
 import shutil
+import signal
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +106,126 @@ def test_browser_class_maps_match_the_python_runner_and_a_screenshot_is_saved(li
         print(f"screenshot: {shot}")
     finally:
         server.shutdown()
+
+
+def _drive(server, base, tmp_path, page="", steps=(), **files) -> dict:
+    """web_driver.html in headless chromium, in real time: open the page at ``/?page``, choose
+    ``files[step]`` for each of ``steps`` in order; returns what the driver saw (see the HTML)."""
+    query = urllib.parse.urlencode({"page": page, "steps": ",".join(steps), **files})
+    log = tmp_path / "chromium.log"
+    with open(log, "wb") as err:
+        # Its own session: the Debian wrapper script and the browser's helpers all end with it.
+        proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"{base}/driver.html?{query}"],
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            out = server.results.get(timeout=150)
+        except queue.Empty:
+            pytest.fail(f"the driver reported nothing in 150 s; chromium said: {log.read_text()[-2000:]}")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert "driverError" not in out, out
+    return out
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_fresh_clone_page_asks_for_a_model_instead_of_failing_on_json(litert_js, tmp_path):
+    """No golden/ folder (it is made by ``lightseg export --golden``): the old README link used to
+    end in "Unexpected token '<' ... is not valid JSON" (the server's 404 page parsed as a card)."""
+    server, base = serve(litert_js, tmp_path / "golden")  # absent, as on a fresh clone
+    try:
+        link = _drive(server, base, tmp_path, page="model=golden/student_int8.tflite&card=golden/student_int8.json"
+                                                    "&image=golden/case_00_image.png&px=0.8")
+        bare = _drive(server, base, tmp_path)
+    finally:
+        server.shutdown()
+    for out in (link, bare):
+        assert out["status"] == "need-model" and "error" not in out["data"], out
+        assert "Load a model" in out["text"] and "runs/quickstart/stages/export/" in out["text"]
+        assert "JSON" not in out["text"] and out["modelInfo"] == "no model loaded"
+    assert "golden/student_int8.tflite (HTTP 404)" in link["text"] and "golden/student_int8.json (HTTP 404)" in link["text"]
+    assert bare["text"].startswith("Load a model")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_page_served_before_npm_ci_says_to_run_it(tmp_path):
+    web = tmp_path / "web"  # a fresh clone's tflite/web: no node_modules/
+    web.mkdir()
+    for name in ("index.html", "app.js", "core.js"):
+        shutil.copy(WEB / name, web / name)
+    server, base = serve(web, GOLDEN)
+    try:
+        out = _drive(server, base, tmp_path)
+    finally:
+        server.shutdown()
+    assert out["status"] == "error" and "run npm ci in tflite/web" in out["data"]["error"], out
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_model_card_and_image_can_be_chosen_in_any_order(litert_js, tmp_path):
+    manifest = json.loads((GOLDEN / "golden.json").read_text())
+    case = manifest["cases"][0]
+    python = np.frombuffer(read_raw(GOLDEN / case["files"]["class_map"]), np.uint8)
+    files = {"model": "/golden/student_int8.tflite", "card": "/golden/student_int8.json",
+             "image": f"/golden/{case['files']['png']}"}
+    server, base = serve(litert_js, GOLDEN)
+    try:
+        runs = {order: _drive(server, base, tmp_path, steps=order, **files)
+                for order in (("model", "card", "image"), ("card", "model", "image"), ("image", "card", "model"))}
+    finally:
+        server.shutdown()
+    waiting = {"model": ("need-model", "student_int8.tflite chosen: now choose its model card (student_int8.json"),
+               "card": ("need-model", "student_int8.json chosen: now choose its model (.tflite)"),
+               "image": ("need-model", f"image {case['files']['png']} ready. Load a model"),
+               "both": ("ready", "model ready (student_int8.tflite): choose an image")}
+    for order, out in runs.items():
+        seen = [(s["status"], s["text"]) for s in out["steps"][1:]]
+        want = [waiting[order[0]], waiting["both" if order[2] == "image" else order[1]]]
+        assert [(st, text[:len(w)]) for (st, text), (_, w) in zip(seen, want)] == want, (order, seen)
+        assert out["status"] == "done", (order, out)
+        assert out["text"] == f"done: {case['files']['png']} segmented by student_int8.tflite"
+        # The model's name and what it was trained on stay in view (the golden card is an older one).
+        assert out["modelInfo"] == ("model: student_int8.tflite (quickstart-qat-lightseg_student-int8), 96x96, int8; "
+                                    "trained on: phantom (lightseg)")
+        assert out["data"]["trainingDomain"] == "phantom (lightseg)"
+        page = np.frombuffer(base64.b64decode(out["data"]["classMap"]), np.uint8)
+        assert (page == python).mean() >= 0.995, order
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_card_of_another_model_is_refused_by_name(litert_js, tmp_path):
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    (golden / "student_int8.tflite").symlink_to(GOLDEN / "student_int8.tflite")
+    card = json.loads((GOLDEN / "student_int8.json").read_text())
+    (golden / "other.json").write_text(json.dumps({**card, "sha256": "0" * 64}))
+    server, base = serve(litert_js, golden)
+    try:
+        out = _drive(server, base, tmp_path, steps=("card", "model"), model="/golden/student_int8.tflite",
+                     card="/golden/other.json")
+    finally:
+        server.shutdown()
+    assert out["status"] == "error" and out["modelInfo"] == "no model loaded"
+    assert out["data"]["error"] == ("other.json is the card of another model (its SHA-256 is not student_int8.tflite's): "
+                                    "choose the .json exported with student_int8.tflite")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_page_times_inference_in_real_time(litert_js, tmp_path):
+    """The page's latency (``&runs=N``: median of N runs after a warm-up) on the quickstart-sized int8
+    golden model (96 px, 0.34 M parameters); under --virtual-time-budget it would read 0.00 ms.
+    ``pytest -s`` prints it (docs/BENCHMARKS.md, "Browser demo latency")."""
+    runs = 30
+    server, base = serve(litert_js, GOLDEN)
+    try:
+        out = _drive(server, base, tmp_path, page=f"model=/golden/student_int8.tflite&card=/golden/student_int8.json"
+                                                  f"&image=/golden/case_00_image.png&runs={runs}")
+    finally:
+        server.shutdown()
+    assert out["status"] == "done", out
+    times = [float(t) for t in out["data"]["msAll"].split()]
+    assert len(times) == runs and min(times) > 0
+    assert float(out["data"]["ms"]) == pytest.approx(sorted(times)[(runs - 1) // 2], abs=0.01)
+    assert f"(median of {runs} runs after a warm-up; LiteRT.js, WebAssembly)" in out["result"]
+    print(f"\nLiteRT.js int8 96x96 in headless {CHROMIUM}: median {out['data']['ms']} ms over {runs} runs "
+          f"(min {min(times):.2f}, max {max(times):.2f}; first run {out['data']['msFirst']} ms)")

@@ -1,34 +1,80 @@
 // The browser demo: LiteRT.js (WebAssembly, XNNPACK) runs the exported int8 .tflite; the pixel
 // logic (letterbox, un-letterbox, overlay, ellipse/HC) is core.js. URL parameters (for links and
-// the automated test): ?model=URL&card=URL&image=URL&px=MM.
+// the automated test): ?model=URL&card=URL&image=URL&px=MM, and &runs=N to time N inferences
+// after a warm-up and report their median.
 import { Tensor, loadAndCompile, loadLiteRt } from "@litertjs/core";
 import { letterbox, measure, overlay, trainingDomain, unletterbox } from "./core.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { model: null, card: null, gray: null, h: 0, w: 0, classMap: null, ms: 0 };
+const state = { model: null, card: null, name: "", image: "", gray: null, h: 0, w: 0, classMap: null, ms: 0,
+                timing: "" };
+const LOAD_A_MODEL = "Load a model: choose an exported .tflite and its model card (.json), in either order, " +
+  "then an image. `make demo` writes them to runs/quickstart/stages/export/ (student_int8.tflite, " +
+  "student_int8.json); see tflite/web/README.md.";
 
-function status(text, done = false) {
+// data-status is what the automated test waits on: loading, need-model, working, ready, done, error.
+function status(kind, text) {
   $("status").textContent = text;
-  if (done) document.body.dataset.status = "done";
+  document.body.dataset.status = kind;
 }
 
 function fail(err) {
   console.error(err);
-  status(`error: ${err.message || err}`);
-  document.body.dataset.status = "error";
+  status("error", `error: ${err.message || err}`);
   document.body.dataset.error = String(err.message || err);
 }
 
-async function setModel(bytes, card) {
-  state.card = card;
-  state.model = await loadAndCompile(new Uint8Array(bytes), { accelerator: "wasm" });
-  $("legend").innerHTML = card.classes.slice(1).map((c) =>
-    `<span><i style="background:rgb(${c.color.join(",")})"></i>${c.name}</span>`).join("");
-  status(`model ready: ${card.name || "model"}, ${card.input.size}x${card.input.size}, ${card.quantization}`);
+// Set synchronously at the start of every user action, so a driver that dispatched the change
+// event knows the page is busy until the status moves on.
+function working(text) {
+  delete document.body.dataset.error;
+  status("working", text);
 }
 
-function setImage(img) {
+const baseName = (url) => decodeURIComponent(String(url).split("?")[0].split(/[\\/]/).filter(Boolean).pop() || url);
+
+function parseCard(text, source) {
+  const hint = "choose the .json that lightseg export wrote beside the .tflite";
+  let card;
+  try {
+    card = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${source} is not a model card (not JSON): ${hint}`);
+  }
+  if (!card || !Array.isArray(card.classes) || !Number.isInteger(card.input && card.input.size)) {
+    throw new Error(`${source} is not a lightseg model card (no classes or input size): ${hint}`);
+  }
+  return card;
+}
+
+async function checkPair(bytes, card, modelName, cardName) {
+  // With the files chosen separately a card can belong to another export; its SHA-256 says. The
+  // check is skipped where crypto.subtle is missing (plain http on a host other than localhost).
+  if (typeof card.sha256 !== "string" || !(globalThis.crypto && crypto.subtle)) return;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (hex !== card.sha256.toLowerCase()) {
+    throw new Error(`${cardName} is the card of another model (its SHA-256 is not ${modelName}'s): ` +
+                    `choose the .json exported with ${modelName}`);
+  }
+}
+
+async function setModel(bytes, card, modelName, cardName) {
+  await checkPair(bytes, card, modelName, cardName);
+  const compiled = await loadAndCompile(new Uint8Array(bytes), { accelerator: "wasm" });
+  if (state.model) state.model.delete();
+  Object.assign(state, { model: compiled, card, name: modelName, classMap: null });
+  $("legend").innerHTML = card.classes.slice(1).map((c) =>
+    `<span><i style="background:rgb(${c.color.join(",")})"></i>${c.name}</span>`).join("");
+  const domain = trainingDomain(card);
+  $("model-info").textContent = `model: ${modelName}${card.name ? ` (${card.name})` : ""}, ` +
+    `${card.input.size}x${card.input.size}, ${card.quantization || "?"}; trained on: ` +
+    (domain || "unknown (the card does not say)");
+  Object.assign(document.body.dataset, { model: modelName, modelCard: card.name || "", trainingDomain: domain || "" });
+}
+
+function setImage(img, name) {
   const c = $("input");
   c.width = img.naturalWidth || img.width;
   c.height = img.naturalHeight || img.height;
@@ -40,22 +86,36 @@ function setImage(img) {
   for (let k = 0; k < gray.length; k++) {
     gray[k] = Math.round(0.299 * rgba[4 * k] + 0.587 * rgba[4 * k + 1] + 0.114 * rgba[4 * k + 2]);
   }
-  Object.assign(state, { gray, h: c.height, w: c.width });
+  Object.assign(state, { gray, h: c.height, w: c.width, image: name });
+}
+
+async function infer(tensor) {
+  const t0 = performance.now();
+  const out = await state.model.run({ image: tensor });
+  const ms = performance.now() - t0;
+  const mapTensor = await out.class_map.moveTo("wasm");
+  const boxed = new Uint8Array(mapTensor.toTypedArray());
+  mapTensor.delete();
+  for (const t of Object.values(out)) if (!t.deleted) try { t.delete(); } catch (e) { /* already freed */ }
+  return { boxed, ms };
 }
 
 async function segment() {
-  if (!state.model || !state.gray) return;
   const size = state.card.input.size;
   const { input, box } = letterbox(state.gray, state.h, state.w, size);
   const tensor = new Tensor(input, [1, size, size, 1]);
-  const t0 = performance.now();
-  const out = await state.model.run({ image: tensor });
-  state.ms = performance.now() - t0;
-  const mapTensor = await out.class_map.moveTo("wasm");
-  const boxed = new Uint8Array(mapTensor.toTypedArray());
+  const first = await infer(tensor);
+  // The first run pays XNNPACK's one-off packing; a latency worth quoting is the steady state.
+  const runs = Math.max(0, parseInt(params.get("runs") || "0", 10) || 0);
+  const times = [];
+  for (let k = 0; k < runs; k++) times.push((await infer(tensor)).ms);
   tensor.delete();
-  mapTensor.delete();
-  for (const t of Object.values(out)) if (!t.deleted) try { t.delete(); } catch (e) { /* already freed */ }
+  times.sort((a, b) => a - b);
+  state.ms = runs ? times[Math.floor((runs - 1) / 2)] : first.ms;
+  state.timing = runs ? `median of ${runs} runs after a warm-up` : "first run";
+  Object.assign(document.body.dataset, { msFirst: first.ms.toFixed(2), runs: String(runs),
+                                         msAll: times.map((t) => t.toFixed(2)).join(" ") });
+  const boxed = first.boxed;
   state.classMap = unletterbox(boxed, size, box, state.h, state.w);
   const colors = state.card.classes.map((c) => c.color);
   const canvas = $("overlay");
@@ -74,14 +134,13 @@ function report() {
   // The model's training domain beside the numbers: an HC from a phantom-trained model is not
   // an HC from a model trained on real scans.
   const domain = trainingDomain(state.card);
-  $("result").textContent = `inference ${state.ms.toFixed(1)} ms (LiteRT.js, WebAssembly) — ` +
+  $("result").textContent = `inference ${state.ms.toFixed(1)} ms (${state.timing}; LiteRT.js, WebAssembly) — ` +
     (m ? `HC ${fmt(m.hc)} ${m.units}, BPD ${fmt(m.bpd)} ${m.units}, OFD ${fmt(m.ofd)} ${m.units}` +
          (px ? "" : " (enter the pixel size for millimetres)") : "no head found") +
     ` — model trained on: ${domain || "unknown (the card does not say)"}`;
   document.body.dataset.hc = m ? m.hc.toFixed(3) : "";
-  document.body.dataset.trainingDomain = domain || "";
   document.body.dataset.ms = state.ms.toFixed(2);
-  status("done", true);
+  status("done", `done: ${state.image} segmented by ${state.name}`);
 }
 
 function loadImage(src) {
@@ -93,31 +152,67 @@ function loadImage(src) {
   });
 }
 
+async function afterModel() {
+  if (state.gray) return segment();
+  status("ready", `model ready (${state.name}): choose an image`);
+}
+
+async function onModelPick() {
+  working("reading the model files…");
+  const modelFile = $("model").files[0];
+  const cardFile = $("card").files[0];
+  if (!modelFile || !cardFile) {
+    const stem = modelFile ? modelFile.name.replace(/\.tflite$/i, "") : "";
+    return status("need-model", modelFile
+      ? `${modelFile.name} chosen: now choose its model card (${stem}.json, beside it)`
+      : `${cardFile.name} chosen: now choose its model (.tflite)`);
+  }
+  const card = parseCard(await cardFile.text(), cardFile.name);
+  await setModel(await modelFile.arrayBuffer(), card, modelFile.name, cardFile.name);
+  await afterModel();
+}
+
+async function onImagePick() {
+  working("reading the image…");
+  const file = $("image").files[0];
+  const url = URL.createObjectURL(file);
+  setImage(await loadImage(url), file.name);
+  URL.revokeObjectURL(url);
+  if (state.model) return segment();
+  status("need-model", `image ${file.name} ready. ${LOAD_A_MODEL}`);
+}
+
+/** Load ?model= and ?card=; a file the server does not have goes into ``missing`` (not an error). */
+async function loadFromUrls(modelUrl, cardUrl, missing) {
+  const [m, c] = await Promise.all([fetch(modelUrl), fetch(cardUrl)]);
+  for (const [url, r] of [[modelUrl, m], [cardUrl, c]]) if (!r.ok) missing.push(`${url} (HTTP ${r.status})`);
+  if (!m.ok || !c.ok) return;
+  await setModel(await m.arrayBuffer(), parseCard(await c.text(), cardUrl), baseName(modelUrl), cardUrl);
+}
+
 async function main() {
+  status("loading", "loading LiteRT.js…");
   await loadLiteRt(new URL("./node_modules/@litertjs/core/wasm/", location.href).href);
-  status("LiteRT.js ready: choose a .tflite, its model card (.json) and an image");
-  $("model").onchange = async () => {
-    const file = $("model").files[0];
-    const cardFile = $("card").files[0];
-    if (!cardFile) return status("choose the model card (.json) first: it holds the input size and classes");
-    await setModel(await file.arrayBuffer(), JSON.parse(await cardFile.text())).catch(fail);
-    await segment().catch(fail);
-  };
-  $("image").onchange = async () => {
-    const url = URL.createObjectURL($("image").files[0]);
-    setImage(await loadImage(url));
-    await segment().catch(fail);
-  };
+  $("model").onchange = $("card").onchange = () => onModelPick().catch(fail);
+  $("image").onchange = () => onImagePick().catch(fail);
   $("px").oninput = () => state.classMap && report();
   if (params.get("px")) $("px").value = params.get("px");
-  if (params.get("model") && params.get("card")) {
-    const [bytes, card] = await Promise.all([
-      fetch(params.get("model")).then((r) => r.arrayBuffer()),
-      fetch(params.get("card")).then((r) => r.json())]);
-    await setModel(bytes, card);
+  const [modelUrl, cardUrl, imageUrl] = ["model", "card", "image"].map((k) => params.get(k));
+  const missing = [];
+  if (modelUrl && cardUrl) await loadFromUrls(modelUrl, cardUrl, missing);
+  else if (modelUrl || cardUrl) missing.push(`the ${modelUrl ? "card" : "model"} (the URL gives ?model= and ?card= together)`);
+  if (imageUrl) {
+    const img = await loadImage(imageUrl).catch(() => null);
+    if (img) setImage(img, baseName(imageUrl));
+    else missing.push(`${imageUrl} (cannot load)`);
   }
-  if (params.get("image")) setImage(await loadImage(params.get("image")));
-  await segment();
+  document.body.dataset.missing = missing.join("; ");
+  if (!state.model) {
+    // A fresh clone has no model at the URL a link or README gave: say what to do, not a parse error.
+    return status("need-model", (missing.length ? `Not on this server: ${missing.join("; ")}. ` : "") + LOAD_A_MODEL);
+  }
+  if (missing.length) throw new Error(`cannot load image ${imageUrl}: check the image= URL or choose an image`);
+  await afterModel();
 }
 
 main().catch(fail);
