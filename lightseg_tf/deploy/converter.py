@@ -13,6 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
+from lightseg_tf.core.log import progress
 from lightseg_tf.errors import LightsegError
 
 QUANT_MODES = ("int8", "float16", "dynamic", "float32")
@@ -65,7 +66,7 @@ def convert_function(serve, model, quant: str = "int8", representative: Iterable
     elif quant == "int8":
         batches = calibration_images(representative, int(model.input_shape[1]), channels)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([x] for x in batches)
+        conv.representative_dataset = lambda: ([x] for x in progress(batches, "int8 calibration"))
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.float32 if float_output else tf.uint8

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lightseg_tf.anatomy.biometry import measure_mask
 from lightseg_tf.core.io import write_json_atomic
+from lightseg_tf.core.log import LOG, progress
 from lightseg_tf.deploy.runtime import load_predictor
 from lightseg_tf.evaluation.explain import explain_image
 from lightseg_tf.evaluation.measure import hc_errors
-from lightseg_tf.evaluation.robustness import robustness_table, write_robustness
+from lightseg_tf.evaluation.robustness import SEVERITIES, robustness_table, write_robustness
 from lightseg_tf.runs import open_run
 
 
@@ -37,21 +38,27 @@ def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, 
     tfl = load_predictor(tflite)
     results: dict = {"explain": [], "biometry": []}
     ids = list(range(1, test.num_classes))
-    for rec in test.records[:explain_images]:
+    explained = test.records[:explain_images]
+    if explained:
+        LOG.info("GradCAM++ panels of %d test images -> %s", len(explained), out / "explain")
+    for rec in progress(explained, "GradCAM++"):
         path = explain_image(keras_pred.model, test.load_image(rec), ids, list(test.classes),
                              path=out / "explain" / f"{rec.id}_gradcampp.png")
         results["explain"].append(path.name)
     if robustness:
+        LOG.info("robustness: Keras and %s on %d test images, %d corruptions at graded severities -> %s",
+                 Path(tflite).name, len(test), len(SEVERITIES), out / "robustness")
         rows = robustness_table({"keras": keras_pred, Path(tflite).stem: tfl}, test)
         write_robustness(rows, out / "robustness")
         results["robustness_rows"] = len(rows)
     part = test.subset([r.id for r in test.records[:biometry_images]])
+    LOG.info("biometry (HC, BPD) of %d test images from %s", len(part), Path(tflite).name)
     if any(r.hc_mm and r.pixel_size_mm for r in part.records):  # a reference HC: the signed error too
         hc = hc_errors(tfl, part, out, "hc")
         results["biometry"] = hc.pop("rows")
         results["hc_error_mm"] = hc
     else:
-        for rec in part.records:
+        for rec in progress(part.records, "biometry"):
             m = measure_mask(tfl.predict_mask(part.load_image(rec)), part.classes, rec.pixel_size_mm)
             results["biometry"].append({"id": rec.id, "hc": m.get("hc"), "bpd": m.get("bpd"),
                                         "units": m.get("units"), "flags": m["flags"]})

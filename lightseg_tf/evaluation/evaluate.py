@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lightseg_tf.core.io import write_csv_atomic, write_json_atomic
+from lightseg_tf.core.log import progress
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_params, unletterbox_probs
 from lightseg_tf.deploy.runtime import load_predictor
@@ -28,17 +29,19 @@ class EvalResult:
     post: "EvalResult | None" = None  # the same predictions after post-processing
 
 
-def predict_dataset(predictor: Predictor, dataset: SegDataset, batch_size: int = 8):
+def predict_dataset(predictor: Predictor, dataset: SegDataset, batch_size: int = 8, bar: str | None = None):
     """Yield ``(record, image, mask, probs)`` at original resolution for every record.
 
     Args:
         predictor: the model (Keras or TFLite); its input side sets the letterbox.
         dataset: the records to run.
         batch_size: images letterboxed and predicted together.
+        bar: label of a progress bar over the batches (shown on a terminal only), or None.
     """
     size = predictor.size
     records = dataset.records
-    for start in range(0, len(records), batch_size):
+    starts = range(0, len(records), batch_size)
+    for start in progress(starts, bar, unit="batch") if bar else starts:
         chunk = records[start:start + batch_size]
         pairs = [dataset.load_pair(r) for r in chunk]
         batch = np.stack([letterbox_image(img, size)[0] for img, _ in pairs])
@@ -49,7 +52,7 @@ def predict_dataset(predictor: Predictor, dataset: SegDataset, batch_size: int =
 
 
 def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
-             postprocess=None, surface: bool = True) -> EvalResult:
+             postprocess=None, surface: bool = True, bar: str | None = None) -> EvalResult:
     """Score ``predictor`` on every annotated record of ``dataset`` at original resolution.
 
     Args:
@@ -59,6 +62,7 @@ def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
         postprocess: optional ``(class_map [H,W], probs [H,W,C]) -> class_map``; when given,
             the same predictions are scored with and without it (``result.post``).
         surface: also compute HD95 / ASSD.
+        bar: label of a progress bar (shown on a terminal only), or None.
 
     Returns:
         One CSV-ready row per image and the :func:`lightseg_tf.objectives.metrics.summarise` summary.
@@ -69,7 +73,7 @@ def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
     predictor.check_classes(dataset.classes, f"the data in {dataset.root}")
     variants = {"raw": ([], [])} | ({"post": ([], [])} if postprocess is not None else {})
     units = set()
-    for rec, _, mask, probs in predict_dataset(predictor, dataset, batch_size):
+    for rec, _, mask, probs in predict_dataset(predictor, dataset, batch_size, bar):
         raw = probs.argmax(-1).astype(np.int32)
         units.add("mm" if rec.pixel_size_mm else "px")
         for name, (rows, scores) in variants.items():
@@ -132,8 +136,8 @@ def evaluate_and_write(predictor: Predictor, dataset: SegDataset, out: str | Pat
         from lightseg_tf.anatomy.postprocess import make_postprocess
 
         post = make_postprocess(dataset.classes)
-    result = evaluate(predictor, dataset, postprocess=post)
     stem = f"eval_{split}" + ("_hflip" if tta == "hflip" else "") + (f"_{Path(tflite).stem}" if tflite else "")
+    result = evaluate(predictor, dataset, postprocess=post, bar=f"evaluate {predictor.name} on {split}")
     csv_path, json_path = write_results(result, out, stem)
     if result.post is not None:
         write_results(result.post, out, stem + "_postprocessed")

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from lightseg_tf.core.io import atomic_path, write_csv_atomic, write_json_atomic
+from lightseg_tf.core.log import progress
 from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.evaluation.evaluate import evaluate
 from lightseg_tf.models.predictor import Predictor
@@ -91,14 +92,14 @@ def robustness_table(predictors: dict[str, Predictor], dataset: SegDataset, corr
     for predictor in predictors.values():  # before any work: a wrong model fails at once
         predictor.check_classes(dataset.classes, f"the data in {dataset.root}")
     rows = []
-    for cname in corruptions or SEVERITIES:
-        for level in SEVERITIES[cname]:
-            view = CorruptedDataset(dataset, cname, level)
-            for mname, predictor in predictors.items():
-                s = evaluate(predictor, view, surface=False).summary
-                rows.append({"model": mname, "corruption": cname, "level": level,
-                             "mean_fg_dice": s["mean_fg_dice"],
-                             **{f"dice_{c}": v["dice"] for c, v in s["per_class"].items()}})
+    cases = [(cname, level) for cname in corruptions or SEVERITIES for level in SEVERITIES[cname]]
+    for cname, level in progress(cases, "robustness", unit="case"):
+        view = CorruptedDataset(dataset, cname, level)
+        for mname, predictor in predictors.items():
+            s = evaluate(predictor, view, surface=False).summary
+            rows.append({"model": mname, "corruption": cname, "level": level,
+                         "mean_fg_dice": s["mean_fg_dice"],
+                         **{f"dice_{c}": v["dice"] for c, v in s["per_class"].items()}})
     return rows
 
 

@@ -23,7 +23,7 @@ from lightseg_tf.config import Config, config_identity, config_to_dict, with_ove
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import write_json_atomic, write_text_atomic
 from lightseg_tf.core.log import LOG
-from lightseg_tf.runs import open_run_dir
+from lightseg_tf.runs import BEST_MODEL, open_run_dir
 from lightseg_tf.core.workflow import Context, Stage, run_stages
 
 TEACHER_KEYS = {"model", "options", "epochs", "learning_rate"}
@@ -113,7 +113,7 @@ def train_models(cfg: Config, ctx: Context, out: Path, specs: dict, epochs: int,
     for name, spec in specs.items():
         mcfg = _run_cfg(cfg, {
             **_data_overrides(cfg, ctx), "name": f"{cfg.name}-{name}", "model.name": spec["model"],
-            "model.options": dict(spec.get("options", {})), "train.epochs": int(spec.get("epochs") or epochs),
+            "model.options": dict(spec.get("options", {})), "train.epochs": _epochs(spec, epochs),
             "train.learning_rate": float(spec.get("learning_rate", cfg.train.learning_rate))})
         LOG.info("model %s (%s)", name, spec["model"])
         res = train(mcfg, out / name)
@@ -122,6 +122,11 @@ def train_models(cfg: Config, ctx: Context, out: Path, specs: dict, epochs: int,
         if tta:
             results[name]["test_hflip"] = summary_scores(evaluate_run(out / name, "test", tta="hflip"))
     return results
+
+
+def _epochs(spec: dict, default: int) -> int:
+    """A model spec's epochs, else ``default``."""
+    return int(spec.get("epochs") or default)
 
 
 def build_stages(cfg: Config) -> list[Stage]:
@@ -204,7 +209,9 @@ def build_stages(cfg: Config) -> list[Stage]:
         src, model_file = (ctx.stage_dir("qat") / "qat", "best.h5") if pc.qat else (_shipped_run(ctx), None)
         files = {}
         for quant in pc.export:
+            LOG.info("converting %s to %s TFLite", src / (model_file or BEST_MODEL), quant)
             tfl, card = export_run(src, out / f"student_{quant}.tflite", quant=quant, model_file=model_file)
+            LOG.info("wrote %s (%d KB) and its model card %s", tfl, -(-tfl.stat().st_size // 1024), card.name)
             files[quant] = tfl.name
         return {"source": str(src), "files": files}
 
@@ -260,6 +267,7 @@ def build_stages(cfg: Config) -> list[Stage]:
             runs += [r for r in (ctx.stage_dir("distill") / "student", ctx.stage_dir("baseline") / "baseline")
                      if r != runs[0]]
         runs += [ctx.stage_dir("teachers") / n for n in pc.teachers]
+        LOG.info("writing the HTML report of %d runs (curves, scores, sample predictions)", len(runs))
         rob = ctx.stage_dir("clinic") / "robustness" / "robustness.png"
         path = build_report(runs, out / "report.html", robustness=[rob] if rob.exists() else None,
                             extra_html=_results_html(ctx))
@@ -269,31 +277,64 @@ def build_stages(cfg: Config) -> list[Stage]:
     teach_reads = {"data": data_reads, "loss": ident["loss"], "train": ident["train"],
                    "teachers": pc.teachers, "teacher_epochs": pc.teacher_epochs}
     student_reads = {k: ident[k] for k in ("model", "loss", "train", "distill")}
+    about = _about(cfg)
     stages = [
-        Stage("data", data, reads=data_reads),
-        Stage("teachers", teachers, reads=teach_reads, depends=("data",)),
-        Stage("cache", cache, depends=("teachers",)),
+        Stage("data", data, reads=data_reads, about=about["data"]),
+        Stage("teachers", teachers, reads=teach_reads, depends=("data",), about=about["teachers"]),
+        Stage("cache", cache, depends=("teachers",), about=about["cache"]),
         Stage("ensemble", ensemble, reads=[pc.ensemble_engine, pc.ensemble_trials, cfg.train.seed,
                                            pc.ensemble_screen, pc.ensemble_folds],
-              depends=("cache",)),
-        Stage("distill", distill, reads=student_reads, depends=("ensemble",)),
+              depends=("cache",), about=about["ensemble"]),
+        Stage("distill", distill, reads=student_reads, depends=("ensemble",), about=about["distill"]),
     ]
     ship = ("distill",)
     if pc.baseline:
-        stages.append(Stage("baseline", baseline, reads=student_reads, depends=("data",)))
+        stages.append(Stage("baseline", baseline, reads=student_reads, depends=("data",), about=about["baseline"]))
         if pc.select:
-            stages.append(Stage("select", select, reads=[pc.select_margin], depends=("distill", "baseline")))
+            stages.append(Stage("select", select, reads=[pc.select_margin], depends=("distill", "baseline"),
+                                about=about["select"]))
             ship = ("select",)
     if pc.qat:
-        stages.append(Stage("qat", qat, reads=[pc.qat_epochs, pc.qat_learning_rate], depends=ship))
+        stages.append(Stage("qat", qat, reads=[pc.qat_epochs, pc.qat_learning_rate], depends=ship,
+                            about=about["qat"]))
     stages += [
-        Stage("export", export, reads=pc.export, depends=("qat",) if pc.qat else ship),
-        Stage("evaluate", evaluate, depends=("export",) + (("baseline",) if pc.baseline else ())),
+        Stage("export", export, reads=pc.export, depends=("qat",) if pc.qat else ship, about=about["export"]),
+        Stage("evaluate", evaluate, depends=("export",) + (("baseline",) if pc.baseline else ()),
+              about=about["evaluate"]),
         Stage("clinic", clinic, reads=[pc.explain_images, pc.robustness, pc.biometry_images],
-              depends=("export",)),
-        Stage("report", report, depends=("evaluate", "clinic")),
+              depends=("export",), about=about["clinic"]),
+        Stage("report", report, depends=("evaluate", "clinic"), about=about["report"]),
     ]
     return stages
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _about(cfg: Config) -> dict[str, str]:
+    """What each stage does with ``cfg``'s numbers, for the line that announces it."""
+    pc, epochs = cfg.pipeline, cfg.train.epochs
+    teachers = ", ".join(f"{n}{'' if n == s['model'] else ' (' + s['model'] + ')'} "
+                         f"{_count(_epochs(s, pc.teacher_epochs or epochs), 'epoch')}" for n, s in pc.teachers.items())
+    checks = ["GradCAM++ panels", "robustness of the Keras and TFLite students"] if pc.robustness else ["GradCAM++ panels"]
+    return {
+        "data": (f"read {cfg.data.path} ({cfg.data.format})" if cfg.data.path
+                 else f"write a phantom of {cfg.data.phantom_n} images") + " and split it into train / val / test",
+        "teachers": f"train {_count(len(pc.teachers), 'teacher')}: {teachers}",
+        "cache": "store each teacher's probabilities on train, val and test",
+        "ensemble": f"tune the teachers' soft-vote weights ({pc.ensemble_trials} {pc.ensemble_engine} trials)",
+        "distill": f"distil the weighted vote into the {cfg.model.name} student ({_count(epochs, 'epoch')}, "
+                   f"soft loss {cfg.distill.soft_loss})",
+        "baseline": f"train the same student on the labels alone ({_count(epochs, 'epoch')}): what distillation adds",
+        "select": "score both students on val and pick the one that ships",
+        "qat": f"quantization-aware fine-tuning of the shipped student ({_count(pc.qat_epochs, 'epoch')})",
+        "export": f"convert the student to {', '.join(pc.export)} TFLite with its model card",
+        "evaluate": "score the teachers, the vote and the students (Keras and TFLite) on test",
+        "clinic": f"{', '.join(checks)} and biometry from the {'int8' if 'int8' in pc.export else pc.export[0]} "
+                  "model on test images",
+        "report": "write report.html",
+    }
 
 
 def _shipped_run(ctx: Context) -> Path:

@@ -221,12 +221,16 @@ def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str
     save_split(split, out / "split.json", source=str(cache.root))
     teachers = cache.select(dc.teachers)
     weights = ensemble_weights(cfg, cache, teachers)
-    what = (f"quantization-aware fine-tuning of {dc.init_from}" if dc.qat and dc.init_from
-            else f"distilling {cfg.model.name}")
-    if dc.alpha == 1.0:
-        LOG.info("%s on the labels alone (alpha 1)", what)
+    if dc.qat and dc.init_from:
+        what = (f"quantization-aware fine-tuning of {dc.init_from} for {cfg.train.epochs} epoch(s): weights and "
+                "activations pass through int8 fake quantizers, so the int8 export keeps what it learns")
+        teach = "still distilled from the teachers"
     else:
-        LOG.info("%s from %s (weights %s), alpha %.2f, T %.1f, soft loss %s", what, ", ".join(teachers),
+        what, teach = f"distilling {cfg.model.name} for {cfg.train.epochs} epoch(s)", "from the teachers"
+    if dc.alpha == 1.0:
+        LOG.info("%s, on the labels alone (alpha 1)", what)
+    else:
+        LOG.info("%s, %s %s (weights %s), alpha %.2f, T %.1f, soft loss %s", what, teach, ", ".join(teachers),
                  np.round(weights, 3).tolist(), dc.alpha, dc.temperature, dc.soft_loss)
 
     parts = {k: dataset.subset(v) for k, v in split.items() if v}

@@ -30,6 +30,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from lightseg_tf.config import TrainConfig
+from lightseg_tf.core.log import LOG
 from lightseg_tf.errors import LightsegError
 
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16", "on": "mixed_float16"}
@@ -91,8 +92,18 @@ def configure_runtime(cfg: TrainConfig, precision: str | None = None) -> tf.dist
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic_ops:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(precision or precision_policy(cfg.mixed_precision))
+    policy = precision or precision_policy(cfg.mixed_precision)
+    if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        _warn_float16_on_cpu()
+    keras.mixed_precision.set_global_policy(policy)
     return strategy
+
+
+@functools.lru_cache(maxsize=None)  # once per process: a pipeline trains several models
+def _warn_float16_on_cpu() -> None:
+    """Say once, in the project's words, what Keras' filtered compatibility warning says."""
+    LOG.warning("train.mixed_precision: mixed_float16 without a GPU runs 3-4x slower than float32 on the "
+                "CPUs measured (docs/BENCHMARKS.md, 'Scaling out'); train.mixed_precision=auto picks float32 here")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -31,7 +31,7 @@ import numpy as np
 
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import sha256_file, write_json_atomic
-from lightseg_tf.core.log import LOG
+from lightseg_tf.core.log import LOG, progress
 
 MANIFEST = "manifest.json"
 VERSION = 1
@@ -208,9 +208,13 @@ def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "
         pairs = [load_letterboxed(part, i, size) for i in range(len(part))]
         images = np.stack([p[0] for p in pairs])
         writer.add_labels(split, np.stack([p[1] for p in pairs]))
+        chunk = 4 * batch_size  # a whole number of batches: the same predictions as one call, with a bar
+        starts = range(0, len(images), chunk)
         for name, rd, teacher in zip(names, opened, teachers):
             LOG.info("teacher %s: predicting %d %s images", name, len(images), split)
-            writer.add_probs(name, split, teacher.predict_probs(images), source=str(rd.run_dir))
+            probs = [teacher.predict_probs(images[i:i + chunk])
+                     for i in progress(starts, f"teacher {name} {split}", unit="batch")]
+            writer.add_probs(name, split, np.concatenate(probs), source=str(rd.run_dir))
     return Path(out)
 
 

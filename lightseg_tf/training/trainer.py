@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import tf_keras as keras
 
 from lightseg_tf.config import Config, LossConfig, TrainConfig
 from lightseg_tf.core.io import atomic_path, write_json_atomic
-from lightseg_tf.core.log import LOG
+from lightseg_tf.core.log import LOG, format_duration
 from lightseg_tf.data.inspect import require_valid
 from lightseg_tf.data.split import split_for
 from lightseg_tf.data.tfdata import build_datasets
@@ -137,17 +138,35 @@ def plot_curves(history: dict, out: Path) -> None:
 
 
 class _FlushLog(keras.callbacks.Callback):
-    """One log line per epoch into the run's log file, and one when a run resumes from its backup."""
+    """One log line per epoch into the run's log file, one when a run resumes from its backup, and
+    on the console how long the remaining epochs will take, once an epoch's pace is known.
 
-    first = True
+    Args:
+        early_stopping: the run may stop before its last epoch (the estimate says so).
+    """
+
+    def __init__(self, early_stopping: bool = False):
+        super().__init__()
+        self.early_stopping = early_stopping
+        self.finished = 0  # epochs this process ran
+        self.started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.first and epoch > 0:
+        if self.finished == 0 and epoch > 0:
             LOG.info("resuming at epoch %d from the BackupAndRestore checkpoint", epoch + 1)
-        self.first = False
+        self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         LOG.debug("epoch %d: %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))
+        self.finished += 1
+        epochs = self.params.get("epochs") or 0
+        left = epochs - epoch - 1
+        # The process's first epoch also traces the graphs: its second one shows the pace.
+        if self.finished == 2 and left > 0:
+            took = time.perf_counter() - self.started
+            LOG.info("epoch %d/%d took %s: about %s for the %d left%s", epoch + 1, epochs, format_duration(took),
+                     format_duration(took * left), left, " (less if early stopping ends the run)"
+                     if self.early_stopping else "")
 
 
 def finished_run(run: Path, suffix: str = ".keras") -> TrainResult | None:
@@ -310,7 +329,7 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
         keras.callbacks.CSVLogger(str(history_csv), append=True),
         SaveBest(best_path, MONITOR, history_csv, target=lambda _: saved_model),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False, profile_batch=0),
-        _FlushLog(),
+        _FlushLog(early_stopping=cfg.early_stopping_patience > 0),
     ]
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", factor=0.5, patience=3))

@@ -1,8 +1,11 @@
 """``lightseg pipeline``: the whole chain on a tiny phantom, its resume and its config checks."""
 
 import json
+import re
 import subprocess
 import sys
+
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
@@ -52,7 +55,7 @@ def _kill_during(stage, *overrides, cwd):
                              *SMALLEST, *map(str, overrides)], cwd=cwd, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     for line in proc.stderr:
-        if f"stage {stage} " in line and "running" in line:
+        if f"] stage {stage}: " in line and "resuming" not in line:
             proc.kill()
             break
     proc.wait(timeout=60)
@@ -65,9 +68,24 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     run = tmp_path / "quickstart"
     assert (run / "stages" / "distill.partial").is_dir() and not (run / "stages" / "distill").exists()
     out = _pipeline(f"run_root={tmp_path}", cwd=tmp_path)
-    for k, stage in enumerate(("data", "teachers", "cache", "ensemble"), 1):
-        assert f"[{k}/11] stage {stage:<12} skipped (done for this config)" in out.stderr
-    assert "stage distill      resuming" in out.stderr
+    assert "done for this config, skipped: data, teachers, cache, ensemble\n" in out.stderr
+    # [k/N] counts the stages that run; each says what it does and ends with its final folder
+    ran = ["distill", "baseline", "select", "export", "evaluate", "clinic", "report"]
+    assert re.findall(r"^\[(\d+)/(\d+)\] stage (\w+): ", out.stderr, re.M) == [
+        (str(k), "7", name) for k, name in enumerate(ran, 1)]
+    assert "[1/7] stage distill: distil the weighted vote into the lightseg_student student (1 epoch, " in out.stderr
+    assert f"(resuming in its in-progress folder {run / 'stages' / 'distill.partial'}; " in out.stderr
+    for k, name in enumerate(ran, 1):
+        assert re.search(rf"^\[{k}/7\] stage {name} done in [^:]+ s: {re.escape(str(run / 'stages' / name))}$",
+                         out.stderr, re.M)
+    # the console and the run's log name folders that exist when the run ends: no gone .partial one
+    log = (run / "log.txt").read_text()
+    assert "[7/7] stage report done in" in log and "[2/11] stage teachers done in" in log  # the whole run
+    for text in (out.stderr, log):
+        for line in text.splitlines():
+            if "in-progress folder" not in line:  # the resume line names distill.partial as such
+                for path in re.findall(rf"{re.escape(str(run))}/\S*[\w/]", line):
+                    assert Path(path).exists(), line
     summary = json.loads((run / "pipeline.json").read_text())
     assert summary["model"].endswith("student_int8.tflite") and (run / "stages" / "export" / "student_int8.json").exists()
     assert f"int8 model:    {summary['model']}" in out.stdout and f"report:        {summary['report']}" in out.stdout
@@ -92,7 +110,8 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     assert not list((run / "stages").glob("*.partial"))
 
     again = _pipeline(f"run_root={tmp_path}", cwd=tmp_path)
-    assert again.stderr.count("skipped (done for this config)") == 11  # every stage
+    assert ("done for this config, skipped: data, teachers, cache, ensemble, distill, baseline, select, export, "
+            "evaluate, clinic, report\nnothing to run") in again.stderr
 
     # The run folder the pipeline prints is a model for `lightseg measure` (its shipped int8 model).
     image = sorted((run / "stages" / "data" / "phantom" / "images").glob("*.png"))[0]
@@ -100,7 +119,7 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
 
     # A changed ensemble setting in the same run re-runs that stage, never the teachers.
     changed = _pipeline("--only", "ensemble", f"run_root={tmp_path}", "pipeline.ensemble_trials=3", cwd=tmp_path)
-    assert "stage ensemble     running" in changed.stderr and "teachers     running" not in changed.stderr
+    assert "[1/1] stage ensemble: " in changed.stderr and "stage teachers" not in changed.stderr
     assert len(json.loads((run / "stages" / "ensemble" / "ensemble_weights.json").read_text())["history"]) == 3
 
 
