@@ -259,5 +259,5 @@ def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str
         LOG.info("student %s: %s parameters%s", cfg.model.name, f"{student.count_params():,}",
                  describe_runtime(strategy))
     hist = fit_run(out, distiller, student, splits, cfg.train, extra_callbacks, suffix=suffix,
-                   backup_dir=run / "backup")
+                   chief_run=run)
     return TrainResult(run, run / f"best{suffix}", hist, len(hist.get("epoch", [])))

@@ -221,7 +221,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
             compile_for_training(model, cfg.train, cfg.loss, dataset.num_classes, steps)
         LOG.info("model %s: %s parameters%s", cfg.model.name, f"{model.count_params():,}",
                  describe_runtime(strategy))
-        hist = fit_run(out, model, model, splits, cfg.train, extra_callbacks, backup_dir=run / "backup")
+        hist = fit_run(out, model, model, splits, cfg.train, extra_callbacks, chief_run=run)
     finally:
         release_run_dir(out, run)
     return TrainResult(run, run / BEST_MODEL, hist, len(hist.get("epoch", [])))
@@ -306,19 +306,23 @@ class SaveBest(keras.callbacks.Callback):
 
 
 def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits, cfg: TrainConfig,
-            extra_callbacks=(), suffix: str = ".keras", backup_dir: Path | None = None) -> dict:
+            extra_callbacks=(), suffix: str = ".keras", chief_run: Path | None = None) -> dict:
     """Fit ``fit_model`` with the run's callbacks; ``saved_model`` is what the checkpoints hold.
 
     They differ for distillation (fit the Distiller, save its student). Writes ``best`` and
     ``final`` models (``suffix`` ".h5" for QAT models, which do not survive .keras), CSV/JSON
-    history, TensorBoard logs and curves into ``run``. ``backup_dir`` (default ``run/backup``)
-    is BackupAndRestore's: the chief's run directory on every worker of a cluster.
+    history, TensorBoard logs and curves into ``run``. ``chief_run`` (default ``run``) is the
+    chief's run directory, read by every worker of a cluster: its ``backup/`` is
+    BackupAndRestore's, and its ``history.csv`` gives a resumed run's best score so far. Every
+    worker must take the same save decisions: a save reads the metrics' SyncOnRead variables
+    through collectives, and a worker saving alone waits for peers that never join.
 
     Returns:
         The history ``{column: [per-epoch values]}``.
     """
     best_path, final_path, history_csv = run / f"best{suffix}", run / f"final{suffix}", run / "history.csv"
-    backup_dir = backup_dir or run / "backup"
+    chief_run = chief_run or run
+    backup_dir = chief_run / "backup"
     for stale in run.glob(".*.partial.*"):  # a save that a kill interrupted (save_model_atomic's temp)
         stale.unlink()
     # Epoch-end order survives a kill at any moment: the history row first, then the best model,
@@ -327,7 +331,7 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
     callbacks = [
         DivergenceGuard(run, cfg),  # first: it stops before any file sees a diverged state
         keras.callbacks.CSVLogger(str(history_csv), append=True),
-        SaveBest(best_path, MONITOR, history_csv, target=lambda _: saved_model),
+        SaveBest(best_path, MONITOR, chief_run / "history.csv", target=lambda _: saved_model),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False, profile_batch=0),
         _FlushLog(early_stopping=cfg.early_stopping_patience > 0),
     ]
@@ -342,10 +346,13 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
     fit_model.fit(splits.train, validation_data=splits.val, epochs=cfg.epochs, callbacks=callbacks,
                   verbose=cfg.verbose)
 
-    if backup_dir.parent == run:  # the chief's (a worker's scratch run holds none): nothing to resume
+    chief = chief_run == run
+    if chief:  # the backup is the chief's (a worker's scratch run holds none): nothing to resume
         shutil.rmtree(backup_dir, ignore_errors=True)
     hist = read_history(history_csv)
-    if not best_path.exists():
+    # A worker's scratch run has no best model when a resumed run's epochs did not beat the
+    # chief's past best; whether training produced one is the chief's to say.
+    if chief and not best_path.exists():
         raise LightsegError(f"{run}: training produced no checkpoint (diverged?); see {run / 'log.txt'}")
     write_json_atomic(run / "history.json", hist)
     plot_curves(hist, run / "curves.png")

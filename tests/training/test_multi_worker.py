@@ -113,9 +113,26 @@ def test_a_killed_worker_and_a_restarted_cluster_resume_from_the_backup(tmp_path
     assert procs[0].returncode != 0, "the chief finished although its peer was killed mid-run"
     killed_at = _epochs(run / "history.csv")
     assert len(killed_at) < 6
+    # A past best no resumed epoch can beat: a worker that judged "improved" from anything but
+    # the chief's history would save alone, and its save's collective reads (the metrics'
+    # SyncOnRead variables) would then wait for a chief that never joins them.
+    _raise_logged_best(run / "history.csv", 0.999)
+    best_before = (run / "best.keras").stat().st_mtime_ns
 
     procs = _start_cluster(args, tmp_path, "second")
     _wait(procs, tmp_path, "second")
     log = (run / "log.txt").read_text()
     assert (run / "final.keras").exists() and _epochs(run / "history.csv") == list(range(6))
     assert "resuming at epoch" in log, log  # resumed, not restarted from epoch 1
+    assert (run / "best.keras").stat().st_mtime_ns == best_before  # no resumed epoch beat 0.999
+
+
+def _raise_logged_best(history_csv: Path, value: float) -> None:
+    with history_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["val_mean_fg_dice"] = str(value)
+    with history_csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
