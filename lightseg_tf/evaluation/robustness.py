@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from lightseg_tf.core.io import atomic_path, write_csv_atomic, write_json_atomic
+from lightseg_tf.core.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from lightseg_tf.core.log import progress
 from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.evaluation.evaluate import evaluate
@@ -32,6 +32,15 @@ SEVERITIES: dict[str, tuple] = {
     "speckle": (0.0, 0.1, 0.2, 0.4),  # std of the multiplicative noise
     "jpeg": (100, 50, 20, 10),  # quality (100 = untouched)
     "rotation": (0.0, 5.0, 10.0, 15.0),  # degrees
+}
+# name -> (title, what a severity level is): the curves' titles and x axes.
+AXES: dict[str, tuple[str, str]] = {
+    "gaussian_blur": ("Gaussian blur", "kernel size (px, 0 = none)"),
+    "brightness": ("Brightness", "intensity multiplier (1 = none)"),
+    "contrast": ("Contrast", "contrast factor around the mean (1 = none)"),
+    "speckle": ("Speckle noise", "multiplicative noise std (0 = none)"),
+    "jpeg": ("JPEG compression", "JPEG quality (100 = none)"),
+    "rotation": ("Rotation", "rotation (degrees)"),
 }
 
 
@@ -113,7 +122,17 @@ def write_robustness(rows: list[dict], out_dir: str | Path) -> Path:
 
 
 def plot_robustness(rows: list[dict], path) -> None:
-    """Dice-vs-severity curves: one subplot per corruption, one line per model (PNG)."""
+    """Write :func:`robustness_png` of ``rows`` to ``path`` (atomically)."""
+    write_bytes_atomic(path, robustness_png(rows))
+
+
+def robustness_png(rows: list[dict]) -> bytes:
+    """Dice-vs-severity curves as PNG bytes: one subplot per corruption (its unit on the x axis),
+    one line per model, three subplots a row and the models' legend under them.
+
+    Args:
+        rows: :func:`robustness_table` rows (of one or more tables).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,17 +140,26 @@ def plot_robustness(rows: list[dict], path) -> None:
 
     names = list(dict.fromkeys(r["corruption"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
-    for ax, cname in zip(axes[0], names):
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols, 3.1 * nrows + 0.3 * len(models)), squeeze=False,
+                             layout="constrained")
+    for ax, cname in zip(axes.ravel(), names):
         for m in models:
             pts = [r for r in rows if r["corruption"] == cname and r["model"] == m]
-            ax.plot([str(p["level"]) for p in pts], [p["mean_fg_dice"] or 0 for p in pts], marker="o", label=m)
-        ax.set_title(cname)
+            # Levels as categories in the table's order: brightness goes both ways from 1.
+            ax.plot([f"{p['level']:g}" for p in pts], [p["mean_fg_dice"] or 0 for p in pts], marker="o", label=m)
+        title, unit = AXES.get(cname, (cname, "severity"))
+        ax.set_title(title)
+        ax.set_xlabel(unit, fontsize=9)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("severity")
-    axes[0][0].set_ylabel("mean foreground Dice")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        ax.set_ylabel("mean foreground Dice", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.set_visible(False)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 3),
+               fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    return buf.getvalue()

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from lightseg_tf.data.readers import read_dataset
-from lightseg_tf.evaluation.robustness import SEVERITIES, CorruptedDataset, corrupt, robustness_table, write_robustness
+from lightseg_tf.evaluation.robustness import (AXES, SEVERITIES, CorruptedDataset, corrupt, robustness_table,
+                                              write_robustness)
 from lightseg_tf.models.predictor import Predictor
 
 
@@ -55,6 +56,7 @@ def test_dice_falls_with_severity_and_the_table_is_written(phantom_dir, tmp_path
         assert all(a > b for a, b in zip(dice, dice[1:])), f"{name}: Dice must fall with severity, got {dice}"
     out = write_robustness(rows, tmp_path / "rob")
     assert (out / "robustness.png").stat().st_size > 1000
+    assert set(AXES) == set(SEVERITIES)  # every curve's x axis says what its severity is
     assert (out / "robustness.csv").read_text().count("\n") == len(rows) + 1
     view = CorruptedDataset(ds, "rotation", 15.0)
     assert view.load_pair(ds.records[0])[0].shape == ds.load_pair(ds.records[0])[0].shape
