@@ -20,12 +20,12 @@ import numpy as np
 
 from lightseg_tf import __version__
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.core.io import atomic_path, json_text, remove_stale_temps
+from lightseg_tf.core.io import atomic_path, json_text, remove_stale_temps, write_text_atomic
 from lightseg_tf.core.log import LOG
 from lightseg_tf.core.palette import class_colors
 from lightseg_tf.data.tfdata import letterboxed_sample
 from lightseg_tf.deploy.converter import QUANT_MODES, convert_function  # noqa: F401 (QUANT_MODES re-exported)
-from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, tensor_entry
+from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, read_card, tensor_entry
 from lightseg_tf.models.saving import load_trained_model
 from lightseg_tf.runs import BEST_MODEL, open_run, read_confidence
 
@@ -265,6 +265,22 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
 
         card["mediapipe"] = export_mediapipe(model, card, out, quant, calib)
     return write_export(content, card, out)
+
+
+def set_card_metrics(tflite: str | Path, metrics: dict | None) -> Path:
+    """Write ``metrics`` (e.g. this file's own test summary) into the card beside ``tflite``.
+
+    The model bytes are untouched, so the card's SHA-256 still matches them; the card is
+    replaced atomically.
+
+    Returns:
+        The card's path.
+    """
+    card_path = Path(tflite).with_suffix(".json")
+    card = read_card(card_path)
+    card["metrics"] = metrics
+    write_text_atomic(card_path, json_text(card))
+    return card_path
 
 
 def card_confidence(calibration: dict | None, source: str) -> dict | None:

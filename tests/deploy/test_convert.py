@@ -8,7 +8,8 @@ import tf_keras as keras
 from conftest import tiny_unet
 
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.deploy.convert import build_card, convert, edgetpu_report, inspect_tflite, write_export, xnnpack_fallback_ops
+from lightseg_tf.deploy.convert import (build_card, convert, edgetpu_report, inspect_tflite, set_card_metrics,
+                                       write_export, xnnpack_fallback_ops)
 from lightseg_tf.deploy.runtime import load_tflite, read_card
 
 SIZE = 32
@@ -58,6 +59,20 @@ def test_card_round_trip_and_edgetpu_report(int8_export):
     assert "ARG_MAX" in card["edgetpu"]["cpu_tail_ops"]
     seg = load_tflite(path)
     assert list(seg.classes) == CLASSES and seg.size == SIZE
+
+
+def test_card_metrics_are_set_without_touching_the_model(int8_export, tmp_path):
+    path, card_path = int8_export
+    model = tmp_path / "m.tflite"
+    model.write_bytes(path.read_bytes())
+    (tmp_path / "m.json").write_text(card_path.read_text())
+    metrics = {"mean_fg_dice": 0.5, "per_class": {"Brain": {"dice": 0.9}}, "scored": "this file on test"}
+    assert set_card_metrics(model, metrics) == tmp_path / "m.json"
+    card = read_card(model)
+    assert card["metrics"] == metrics and model.read_bytes() == path.read_bytes()
+    assert {k: v for k, v in card.items() if k != "metrics"} == {k: v for k, v in read_card(path).items()
+                                                                 if k != "metrics"}
+    assert load_tflite(model).card["metrics"] == metrics  # the SHA-256 check still passes
 
 
 def test_edgetpu_report_flags_float_and_unsupported_ops():
