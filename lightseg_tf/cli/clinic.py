@@ -48,7 +48,10 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="one self-contained HTML report of one or more runs")
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--out", default="report.html", help="output HTML file (default report.html)")
-    p.add_argument("--examples", type=int, default=3, help="test images in the qualitative panels")
+    p.add_argument("--examples", type=int, default=3, help="test images in the sample and GradCAM++ panels")
+    p.add_argument("--tflite", default=None, metavar="MODEL.tflite",
+                   help="the exported model (card beside it): its card, size, latency, predictions and the "
+                        "biometry (default: biometry from the first run's Keras model)")
     p.set_defaults(func=run_report)
 
 
@@ -115,5 +118,5 @@ def run_robustness(args) -> int:
 def run_report(args) -> int:
     from lightseg_tf.evaluation.report import build_report
 
-    print(build_report(args.runs, args.out, args.examples))
+    print(build_report(args.runs, args.out, args.examples, shipped=args.tflite))
     return 0

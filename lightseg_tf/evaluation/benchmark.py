@@ -22,7 +22,9 @@ from lightseg_tf.deploy.runtime import load_tflite
 from lightseg_tf.core.io import write_text_atomic
 
 
-def _tflite_latency(path: Path, threads: int, runs: int, warmup: int = 5) -> tuple[float, float]:
+def tflite_latency(path: Path, threads: int, runs: int, warmup: int = 5) -> tuple[float, float]:
+    """Median milliseconds of one single-image run of a .tflite (XNNPACK, ``threads``) and its tensor
+    arena in MiB (weights + activations the interpreter allocates)."""
     seg = load_tflite(path, threads=threads)
     runner = seg.interpreter.get_signature_runner()
     inp = seg.card["input"]
@@ -93,7 +95,7 @@ def benchmark(items: list[str], size: int = 256, classes: int = 4, runs: int = 5
                     "mean_fg_dice")
             row[f"{q}_kib"] = round(len(content) / 1024)
             for threads in (1, 2):
-                ms, arena = _tflite_latency(tfl, threads, runs)
+                ms, arena = tflite_latency(tfl, threads, runs)
                 row[f"{q}_ms_t{threads}"] = round(ms, 2)
             row[f"{q}_arena_mib"] = round(arena, 1)
             # Ops XNNPACK leaves to single-threaded builtin kernels: why a graph is slow.

@@ -1,4 +1,4 @@
-"""The HTML report, rendered by a real headless Chromium (Debian's package): no broken image."""
+"""The HTML report, rendered by a real headless Chromium (Debian's package): every section, no broken image."""
 
 import re
 import shutil
@@ -8,6 +8,7 @@ import pytest
 
 from lightseg_tf.cli import main
 from lightseg_tf.config import load_config
+from lightseg_tf.evaluation.report import SECTIONS, html_table, human_column
 from lightseg_tf.training.trainer import train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -15,9 +16,17 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def test_tables_have_human_headers_and_aligned_cells():
+    assert [human_column(k) for k in ("mean_fg_dice", "mean_fg_iou", "CSP_dice", "LV_iou", "model")] == [
+        "mean fg Dice", "mean fg IoU", "CSP Dice", "LV IoU", "model"]
+    table = html_table(["model", "Dice", "HC error (mm)"], [["a<b", 0.5, "+1.2"], ["c", None, "-"]], "scored at x")
+    assert "<td>a&lt;b</td><td class=n>0.5000</td><td class=n>+1.2</td>" in table
+    assert "<td class=c>-</td>" in table and "<caption>scored at x</caption>" in table
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_report_renders_in_chromium_with_every_image(tmp_path):
+def test_report_renders_in_chromium_with_every_section_and_image(tmp_path):
     cfg = load_config(None, ["data.image_size=32", "data.batch_size=4", "data.phantom_n=16",
                              "model.options={base_filters: 4, depth: 2}", "train.epochs=2", "train.verbose=0",
                              "data.augment.enabled=false", f"run_root={tmp_path}", "name=r"])
@@ -25,15 +34,24 @@ def test_report_renders_in_chromium_with_every_image(tmp_path):
     assert main(["evaluate", str(run), "--data", str(run / "phantom")]) == 0
     assert main(["robustness", str(run), "--data", str(run / "phantom"), "--corruptions", "jpeg",
                  "--out", str(run / "robustness")]) == 0
+    tflite = tmp_path / "model_int8.tflite"
+    assert main(["export", str(run), "--quant", "int8", "--out", str(tflite)]) == 0
     out = tmp_path / "report.html"
-    assert main(["report", str(run), "--out", str(out), "--examples", "2"]) == 0
+    assert main(["report", str(run), "--out", str(out), "--examples", "2", "--tflite", str(tflite)]) == 0
     page = out.read_text()
-    assert "<h2>Biometry" in page and "src='http" not in page  # self-contained
+    assert "src='http" not in page and "href='http" not in page  # self-contained
+    # the biometry is the shipped file's, with the HC error statistic (the phantom has reference HCs)
+    assert "Measured with <b>model int8 TFLite (shipped)</b>" in page and "signed mean error (mm)" in page
     dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'p1'}", "--virtual-time-budget=5000",
                           "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120).stdout
     body = re.search(r"<body[^>]*>", dom).group(0)
     images = int(re.search(r'data-images="(\d+)"', body).group(1))
-    assert images >= 4 and 'data-broken="0"' in body  # curves, panels, GradCAM++, robustness
+    # curves, 2 x (input, truth, Keras, TFLite) tiles, GradCAM++, robustness
+    assert images == 11 and 'data-broken="0"' in body
+    assert re.findall(r'<section id="(\w+)">', dom) == [k for k in SECTIONS if k != "chain"]  # chain: pipeline only
+    for text in ("Brain", "generated ", "ms at 1 thread", "model_int8.tflite, ", "test metrics (card)", "HD95 (mm)",
+                 "no ensemble table", "robustness curves", "GradCAM++ per class", "learning rate"):
+        assert text in dom, text
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'p2'}", "--window-size=1200,2000",
                     f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
