@@ -16,7 +16,8 @@ from lightseg_tf.runs import open_run
 
 
 def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, explain_images: int = 2,
-                  robustness: bool = True, biometry_images: int = 8) -> dict:
+                  robustness: bool = True, biometry_images: int = 8,
+                  models: dict[str, str | Path] | None = None) -> dict:
     """Explain, stress and measure a trained student on its run's TEST split.
 
     Args:
@@ -24,8 +25,10 @@ def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, 
         tflite: the exported model the biometry is measured with (what a device would run).
         out: folder for ``explain/``, ``robustness/`` and ``biometry.json``.
         explain_images: test images that get a GradCAM++ panel.
-        robustness: also run the corruption table for the Keras model and the TFLite one.
+        robustness: also run the corruption table for ``models``.
         biometry_images: test images measured (HC, BPD) from the TFLite prediction.
+        models: the models whose robustness is measured, ``{label: run directory or .tflite}``;
+            default the student's Keras model and ``tflite``.
 
     Returns:
         ``{"explain": [png names], "biometry": [per image], "robustness_rows"?, "hc_error_mm"?}``;
@@ -46,9 +49,11 @@ def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, 
                              path=out / "explain" / f"{rec.id}_gradcampp.png")
         results["explain"].append(path.name)
     if robustness:
-        LOG.info("robustness: Keras and %s on %d test images, %d corruptions at graded severities -> %s",
-                 Path(tflite).name, len(test), len(SEVERITIES), out / "robustness")
-        rows = robustness_table({"keras": keras_pred, Path(tflite).stem: tfl}, test)
+        predictors = ({label: load_predictor(m) for label, m in models.items()} if models
+                      else {"student (Keras)": keras_pred, f"{Path(tflite).stem} (TFLite)": tfl})
+        LOG.info("robustness: %s on %d test images, %d corruptions at graded severities -> %s",
+                 ", ".join(predictors), len(test), len(SEVERITIES), out / "robustness")
+        rows = robustness_table(predictors, test)
         write_robustness(rows, out / "robustness")
         results["robustness_rows"] = len(rows)
     part = test.subset([r.id for r in test.records[:biometry_images]])

@@ -161,11 +161,15 @@ def build_stages(cfg: Config) -> list[Stage]:
     def distill(ctx, out):
         from lightseg_tf.training.distillation import distill as run_distill
 
+        from lightseg_tf.training.teacher_cache import TeacherCache
+
         res = run_distill(_student_cfg(cfg, ctx, "student"), out / "student")
-        table = ctx.results["ensemble"]["table"]
-        cols = [k for k in table[0] if k != "model"]
-        write_json_atomic(out / "student" / "ensemble_table.json",  # the report shows it
-                          [["model", *cols], [[r["model"], *(r[c] for c in cols)] for r in table]])
+        ens = ctx.results["ensemble"]
+        cols = [k for k in ens["table"][0] if k != "model"]
+        rows = [[r["model"], *(r[c] for c in cols)] for r in ens["table"]]
+        write_json_atomic(out / "student" / "ensemble_table.json",  # the report shows it, with where it was scored
+                          {"columns": ["model", *cols], "rows": rows, "split": ens["table_split"],
+                           "image_size": TeacherCache(ctx.stage_dir("cache")).size})
         return {"best_val_mean_fg_dice": _best_val(res.history),
                 "test": summary_scores(evaluate_run(out / "student", "test", postprocess=True))}
 
@@ -204,7 +208,7 @@ def build_stages(cfg: Config) -> list[Stage]:
         return {"best_val_mean_fg_dice": _best_val(res.history)}
 
     def export(ctx, out):
-        from lightseg_tf.deploy.convert import export_run
+        from lightseg_tf.deploy.convert import export_run, set_card_metrics
 
         src, model_file = (ctx.stage_dir("qat") / "qat", "best.h5") if pc.qat else (_shipped_run(ctx), None)
         files = {}
@@ -212,6 +216,10 @@ def build_stages(cfg: Config) -> list[Stage]:
             LOG.info("converting %s to %s TFLite", src / (model_file or BEST_MODEL), quant)
             tfl, card = export_run(src, out / f"student_{quant}.tflite", quant=quant, model_file=model_file)
             LOG.info("wrote %s (%d KB) and its model card %s", tfl, -(-tfl.stat().st_size // 1024), card.name)
+            # The card's metrics are this file's own test scores (a QAT run has no Keras evaluation to copy).
+            scored = evaluate_run(src, "test", tflite=tfl, out=out).summary
+            set_card_metrics(tfl, {**scored, "scored": "this file on the test split, each image at its original "
+                                                       "resolution"})
             files[quant] = tfl.name
         return {"source": str(src), "files": files}
 
@@ -254,23 +262,19 @@ def build_stages(cfg: Config) -> list[Stage]:
     def clinic(ctx, out):
         from lightseg_tf.evaluation.clinic import clinic_checks
 
-        files = ctx.results["export"]["files"]
-        tflite = ctx.stage_dir("export") / files.get("int8", next(iter(files.values())))
+        tflite = _shipped_file(ctx)
         return clinic_checks(_shipped_run(ctx), tflite, out, pc.explain_images, pc.robustness,
-                             pc.biometry_images)
+                             pc.biometry_images, {**_report_runs(ctx), _file_label(tflite): tflite})
 
     def report(ctx, out):
         from lightseg_tf.evaluation.report import build_report
 
-        runs = [_shipped_run(ctx)]
-        if pc.baseline:  # both students, the shipped one first
-            runs += [r for r in (ctx.stage_dir("distill") / "student", ctx.stage_dir("baseline") / "baseline")
-                     if r != runs[0]]
-        runs += [ctx.stage_dir("teachers") / n for n in pc.teachers]
+        runs = _report_runs(ctx)
         LOG.info("writing the HTML report of %d runs (curves, scores, sample predictions)", len(runs))
-        rob = ctx.stage_dir("clinic") / "robustness" / "robustness.png"
-        path = build_report(runs, out / "report.html", robustness=[rob] if rob.exists() else None,
-                            extra_html=_results_html(ctx))
+        rob = ctx.stage_dir("clinic") / "robustness" / "robustness.json"
+        path = build_report(runs, out / "report.html", robustness=[rob] if rob.exists() else [],
+                            extra_html=_results_html(ctx), shipped=_shipped_file(ctx),
+                            config=ctx.run_dir / "config.yaml", biometry_images=pc.biometry_images)
         return {"report": path.name}
 
     ident = config_identity(cfg)  # train.verbose (piped or not) must not re-run a stage
@@ -317,7 +321,7 @@ def _about(cfg: Config) -> dict[str, str]:
     pc, epochs = cfg.pipeline, cfg.train.epochs
     teachers = ", ".join(f"{n}{'' if n == s['model'] else ' (' + s['model'] + ')'} "
                          f"{_count(_epochs(s, pc.teacher_epochs or epochs), 'epoch')}" for n, s in pc.teachers.items())
-    checks = ["GradCAM++ panels", "robustness of the Keras and TFLite students"] if pc.robustness else ["GradCAM++ panels"]
+    checks = ["GradCAM++ panels"] + (["robustness of every model (teachers, students, TFLite)"] if pc.robustness else [])
     return {
         "data": (f"read {cfg.data.path} ({cfg.data.format})" if cfg.data.path
                  else f"write a phantom of {cfg.data.phantom_n} images") + " and split it into train / val / test",
@@ -337,6 +341,28 @@ def _about(cfg: Config) -> dict[str, str]:
     }
 
 
+def _report_runs(ctx: Context) -> dict[str, Path]:
+    """The chain's Keras models as its table names them: the students (the shipped one first), then the teachers."""
+    shipped = ctx.results.get("select", {}).get("shipped", "distilled")
+    students = {"distilled": ctx.stage_dir("distill") / "student"}
+    if "baseline" in ctx.results:
+        students["labels only"] = ctx.stage_dir("baseline") / "baseline"
+    order = sorted(students, key=lambda k: k != shipped)
+    return ({f"student, {k} (Keras)": students[k] for k in order}
+            | {f"teacher {n}": ctx.stage_dir("teachers") / n for n in ctx.results["teachers"]})
+
+
+def _shipped_file(ctx: Context) -> Path:
+    """The exported file that ships: the int8 one, else the first export."""
+    files = ctx.results["export"]["files"]
+    return ctx.stage_dir("export") / files.get("int8", next(iter(files.values())))
+
+
+def _file_label(path: Path) -> str:
+    """``student int8 TFLite``, as the final table names an exported file."""
+    return f"student {Path(path).stem.removeprefix('student_')} TFLite"
+
+
 def _shipped_run(ctx: Context) -> Path:
     """The student run that goes on to QAT and export: the ``select`` stage's choice, else the distilled one."""
     sel = ctx.results.get("select")
@@ -346,21 +372,27 @@ def _shipped_run(ctx: Context) -> Path:
 
 
 def _results_html(ctx: Context) -> str:
-    """The chain's comparison table and search results as HTML for the report."""
+    """The chain's table (with the resolution each row was scored at) and its choices, as a report section."""
     import html
 
-    rows = ctx.results["evaluate"]["rows"]
-    body = "".join(f"<tr><td>{html.escape(n)}</td><td>{r['mean_fg_dice']:.4f}</td><td>{r['mean_fg_iou']:.4f}</td>"
-                   f"<td>{html.escape(r.get('note', ''))}</td></tr>" for n, r in rows.items())
-    weights = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in ctx.results["ensemble"]["weights"].items())
+    from lightseg_tf.evaluation.report import html_table, section
+    from lightseg_tf.training.teacher_cache import TeacherCache
+
+    size = TeacherCache(ctx.stage_dir("cache")).size
     ens = ctx.results["ensemble"]
+    rows = [[name, r["mean_fg_dice"], r["mean_fg_iou"],
+             f"letterboxed {size}x{size}" if name == "weighted ensemble" else "original resolution", r.get("note", "")]
+            for name, r in ctx.results["evaluate"]["rows"].items()]
+    table = html_table(["model", "mean fg Dice", "mean fg IoU", "scored at", "note"], rows,
+                       "Test split. The vote exists only on the teacher cache's letterboxed maps, so it is scored "
+                       "there and compared with the best teacher on the same footing (its note); every other row "
+                       "is scored at each image's original resolution.")
+    weights = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in ens["weights"].items())
     notes = [f"ensemble weights ({html.escape(ens.get('weights_from', 'tuned'))}): {weights}"]
     notes += [f"left out of the vote: {html.escape(k)} ({html.escape(v)})" for k, v in ens.get("excluded", {}).items()]
     if sel := ctx.results.get("select"):
         notes.append(f"shipped: the {html.escape(sel['shipped'])} student ({html.escape(sel['reason'])})")
-    return ("<h2>LightSeg chain (test split)</h2><table><tr><th>model</th><th>mean fg Dice</th>"
-            f"<th>mean fg IoU</th><th>note</th></tr>{body}</table>"
-            + "".join(f"<p class='note'>{n}</p>" for n in notes))
+    return section("chain", table + "".join(f"<p class='note'>{n}</p>" for n in notes), "LightSeg chain (test split)")
 
 
 def run_pipeline(cfg: Config, run_dir: str | Path | None = None, start: str | None = None,

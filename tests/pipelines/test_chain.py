@@ -104,6 +104,15 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     assert "shipped" in rows[shipped_row[sel["shipped"]]]["note"]
     assert f"Shipped: the {sel['shipped']} student" in (run / "stages" / "evaluate" / "results.md").read_text()
     assert f"shipped: the {sel['shipped']} student" in html
+    # The report's biometry is the shipped int8 file's (the clinic's numbers), the card holds that file's test scores
+    # and every table says where it was scored.
+    assert "Measured with <b>student int8 TFLite (shipped)</b>" in html and "signed mean error (mm)" in html
+    for b in json.loads((run / "stages" / "clinic" / "biometry.json").read_text()):
+        assert b["hc_mm"] is None or f"<td class=n>{b['hc_mm']:.1f}</td>" in html, b
+    card = json.loads((run / "stages" / "export" / "student_int8.json").read_text())
+    assert card["metrics"]["mean_fg_dice"] == pytest.approx(rows["student int8 TFLite"]["mean_fg_dice"])
+    assert "<td>letterboxed 32x32</td>" in html and "scored on the letterboxed 32x32 model input" in html
+    assert "<section id='chain'>" in html and "mean_fg_dice" not in html
     assert json.loads((run / "stages" / "teachers" / "b" / "history.json").read_text())["epoch"] == [0, 1]
     assert (run / "stages" / "distill" / "student" / "eval_test_postprocessed_summary.json").exists()
     assert list((run / "stages" / "clinic" / "explain").glob("*.png"))
