@@ -13,6 +13,7 @@ from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask
 from lightseg_tf.core.io import write_png_atomic
+from lightseg_tf.core.log import progress as progress_bar
 from lightseg_tf.core.palette import contact_sheet, overlay
 
 
@@ -35,9 +36,7 @@ def check_dataset(dataset: SegDataset, progress: bool = False) -> list[str]:
     problems = []
     records = dataset.records
     if progress:
-        from tqdm import tqdm
-
-        records = tqdm(records, desc="check", unit="img")
+        records = progress_bar(records, "check")
     for rec in records:
         px = rec.pixel_size_mm
         if px is not None and not (math.isfinite(px) and px > 0):
@@ -68,9 +67,7 @@ def dataset_stats(dataset: SegDataset, progress: bool = False) -> dict:
     annotated = 0
     records = dataset.records
     if progress:
-        from tqdm import tqdm
-
-        records = tqdm(records, desc="inspect", unit="img")
+        records = progress_bar(records, "inspect")
     for rec in records:
         if rec.mask is not None:
             mask = dataset.load_mask(rec)

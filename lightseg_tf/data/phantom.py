@@ -25,6 +25,7 @@ import numpy as np
 
 from lightseg_tf.anatomy.biometry import ellipse_perimeter, width_across
 from lightseg_tf.core.io import write_csv_atomic, write_json_atomic, write_png_atomic
+from lightseg_tf.core.log import progress as progress_bar
 
 CLASSES = ("background", "Brain", "CSP", "LV")
 PLANE = "trans-ventricular"
@@ -205,9 +206,7 @@ def write_phantom_dataset(out: str | Path, n: int, size: int = 256, seed: int = 
     rows = []
     indices = range(n)
     if progress:
-        from tqdm import tqdm
-
-        indices = tqdm(indices, desc="phantom", unit="img")
+        indices = progress_bar(indices, "phantom")
     for i in indices:
         rng = np.random.default_rng([seed, i])
         image, mask, t = make_phantom(size, rng)
