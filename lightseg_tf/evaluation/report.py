@@ -442,7 +442,9 @@ def _config_section(path: Path) -> str:
            ("distillation", f"alpha {cfg.distill.alpha:g}, temperature {cfg.distill.temperature:g}, "
                             f"soft loss {cfg.distill.soft_loss}")]
     if cfg.pipeline.teachers:
-        key.append(("teachers", ", ".join(f"{n} ({s['model']})" for n, s in cfg.pipeline.teachers.items())))
+        epochs = cfg.pipeline.teacher_epochs or cfg.train.epochs
+        key.append(("teachers", ", ".join(f"{n} ({s['model']}, {s.get('epochs') or epochs} epochs)"
+                                          for n, s in cfg.pipeline.teachers.items())))
     return (html_table(["setting", "value"], [list(k) for k in key], f"Key settings from {path}.")
             + f"<details><summary>full config ({html.escape(path.name)})</summary><pre>"
             + html.escape(path.read_text()) + "</pre></details>")

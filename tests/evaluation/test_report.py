@@ -1,5 +1,6 @@
 """The HTML report, rendered by a real headless Chromium (Debian's package): every section, no broken image."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -8,7 +9,9 @@ import pytest
 
 from lightseg_tf.cli import main
 from lightseg_tf.config import load_config
+from lightseg_tf.evaluation.clinic import clinic_checks
 from lightseg_tf.evaluation.report import SECTIONS, html_table, human_column
+from lightseg_tf.evaluation.robustness import SEVERITIES
 from lightseg_tf.training.trainer import train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -32,16 +35,23 @@ def test_report_renders_in_chromium_with_every_section_and_image(tmp_path):
                              "data.augment.enabled=false", f"run_root={tmp_path}", "name=r"])
     run = train(cfg).run_dir
     assert main(["evaluate", str(run), "--data", str(run / "phantom")]) == 0
-    assert main(["robustness", str(run), "--data", str(run / "phantom"), "--corruptions", "jpeg",
-                 "--out", str(run / "robustness")]) == 0
     tflite = tmp_path / "model_int8.tflite"
     assert main(["export", str(run), "--quant", "int8", "--out", str(tflite)]) == 0
+    # the pipeline's clinical checks, into the run (where the report looks for robustness.json)
+    clinic = clinic_checks(run, tflite, run, explain_images=1, biometry_images=3,
+                           models={"student (Keras)": run, "student int8": tflite})
+    rows = json.loads((run / "robustness" / "robustness.json").read_text())
+    assert {r["model"] for r in rows} == {"student (Keras)", "student int8"}
+    assert {r["corruption"] for r in rows} == set(SEVERITIES)
     out = tmp_path / "report.html"
     assert main(["report", str(run), "--out", str(out), "--examples", "2", "--tflite", str(tflite)]) == 0
     page = out.read_text()
     assert "src='http" not in page and "href='http" not in page  # self-contained
     # the biometry is the shipped file's, with the HC error statistic (the phantom has reference HCs)
     assert "Measured with <b>model int8 TFLite (shipped)</b>" in page and "signed mean error (mm)" in page
+    for b in clinic["biometry"]:  # the clinic's numbers, from the same file
+        assert b["hc_mm"] is None or f"<td class=n>{b['hc_mm']:.1f}</td>" in page, b
+    assert f"<td class=n>{clinic['hc_error_mm']['mean_abs']:.2f}</td>" in page  # its MAE
     dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'p1'}", "--virtual-time-budget=5000",
                           "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120).stdout
     body = re.search(r"<body[^>]*>", dom).group(0)
