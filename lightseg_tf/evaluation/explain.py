@@ -191,8 +191,8 @@ def heatmap_png(images: list[np.ndarray], cams: list[dict[int, np.ndarray]], pre
 
     ids = list(cams[0])
     cols = len(ids) + 1
-    fig, axes = plt.subplots(len(images), cols, figsize=(2.6 * cols + 0.9, 2.75 * len(images) + (0.5 if caption else 0)),
-                             squeeze=False, layout="constrained")
+    size = (2.6 * cols + 0.9, 2.75 * len(images) + (0.5 if caption else 0))
+    fig, axes = plt.subplots(len(images), cols, figsize=size, squeeze=False, layout="constrained")
     for r, (image, row_cams, pred) in enumerate(zip(images, cams, preds)):
         axes[r, 0].imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
         axes[r, 0].set_title("image")
