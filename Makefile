@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+	@echo "installing the pinned requirements into $(VENV) (about 2 minutes on a fresh machine; pip's progress follows)"
+	$(VENV)/bin/python -m pip install --progress-bar on -r requirements.txt -c constraints.txt
 	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
