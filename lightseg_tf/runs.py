@@ -151,9 +151,34 @@ class RunData:
         return self.dataset.subset(self.split[side])
 
 
+def run_split_file(path: str | Path) -> Path | None:
+    """The split file of a run directory: a training run's ``split.json``, a ``lightseg pipeline``
+    run's ``stages/data/split.json`` (the one split all its stages share); None for a model file."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    return path / "stages" / "data" / "split.json" if (path / "stages").is_dir() else path / "split.json"
+
+
+def pipeline_run_message(run: Path) -> str:
+    """What to pass instead of a ``lightseg pipeline`` run directory where a training run is needed.
+
+    Names the training runs inside it (``stages/<stage>/<name>/`` with a ``split.json``) and
+    its shipped model, so the user can pick one.
+    """
+    runs = sorted(p.parent.relative_to(run).as_posix() for p in (run / "stages").glob("*/*/split.json"))
+    shipped = sorted(p.relative_to(run).as_posix() for p in (run / "stages" / "export").glob("*.tflite"))
+    inside = f"its training runs are {', '.join(runs)}" if runs else "it holds no finished training run yet"
+    model = f"; its shipped model is {shipped[0]}" if shipped else ""
+    return (f"{run}: a `lightseg pipeline` run directory, not one training run: {inside} (under {run}){model}. "
+            "Pass one of those")
+
+
 def open_run(run: str | Path) -> RunData:
     """Read a run directory made by ``train`` / ``distill`` (config, data, split)."""
     run = Path(run)
+    if (run / "stages").is_dir() and not (run / "split.json").is_file():
+        raise LightsegError(pipeline_run_message(run))
     if not (run / "config.yaml").is_file():
         raise LightsegError(f"{run}: not a run directory (no config.yaml); pass the folder `lightseg train` made")
     cfg = load_config(run / "config.yaml")

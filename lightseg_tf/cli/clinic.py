@@ -76,11 +76,16 @@ def run_measure(args) -> int:
 
 
 def run_explain(args) -> int:
+    from pathlib import Path
+
     from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
     from lightseg_tf.evaluation.explain import explain_files
     from lightseg_tf.models.predictor import KerasPredictor
+    from lightseg_tf.runs import pipeline_run_message
 
+    if (Path(args.model) / "stages").is_dir():  # its shipped model is a .tflite: no gradients
+        raise LightsegError(pipeline_run_message(Path(args.model)) + " (GradCAM needs a Keras model)")
     predictor = load_predictor(args.model)
     if not isinstance(predictor, KerasPredictor):
         raise LightsegError(f"{args.model}: GradCAM needs gradients; explain the run directory or .keras model "
@@ -98,9 +103,9 @@ def run_robustness(args) -> int:
     from lightseg_tf.data.split import split_side
     from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.evaluation.robustness import robustness_table, write_robustness
+    from lightseg_tf.runs import run_split_file
 
-    split_file = args.split_file or next((Path(m) / "split.json" for m in args.models
-                                          if (Path(m) / "split.json").exists()), None)
+    split_file = args.split_file or next((f for m in args.models if (f := run_split_file(m)) and f.exists()), None)
     dataset = split_side(read_dataset(args.data, args.format), args.split, split_file)
     predictors = {Path(m).stem if Path(m).suffix else Path(m).name: load_predictor(m) for m in args.models}
     rows = robustness_table(predictors, dataset, args.corruptions)

@@ -62,13 +62,14 @@ def run_evaluate(args) -> int:
     from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
     from lightseg_tf.evaluation.evaluate import evaluate_and_write, format_summary
+    from lightseg_tf.runs import run_split_file
 
     target = args.tflite or args.model
     if target is None:
         raise LightsegError("evaluate needs a RUN_OR_MODEL or --tflite model.tflite")
     model_path = Path(target)
     predictor = load_predictor(model_path, args.tta)
-    split_file = args.split_file or (model_path / "split.json" if model_path.is_dir() else None)
+    split_file = args.split_file or run_split_file(model_path)
     dataset = split_side(read_dataset(args.data, args.format), args.split, split_file)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent)
     tflite = model_path if model_path.suffix == ".tflite" else None

@@ -219,3 +219,27 @@ def test_measure_opens_the_run_directory_the_pipeline_prints(tmp_path, capsys):
     # The golden vectors' HC is the Python TFLite runner's on this image: the same model answered.
     assert row["hc"] == round(case["measurements"]["hc_mm"], 1)  # measure reports 0.1 mm
     assert row["training_domain"] == "phantom (lightseg)"
+
+
+def test_commands_that_need_one_training_run_name_the_runs_inside_a_pipeline_run(tmp_path, capsys):
+    """``lightseg export`` / ``explain`` on the pipeline's run directory say which of its runs to pass
+    (they failed on a missing split.json, or called it a .tflite); evaluate and robustness find its split."""
+    from lightseg_tf.runs import run_split_file
+
+    run = tmp_path / "quickstart"
+    for stage in ("teachers/unet", "distill/student"):
+        (run / "stages" / stage).mkdir(parents=True)
+        (run / "stages" / stage / "split.json").write_text("{}")
+    (run / "stages" / "export").mkdir()
+    (run / "stages" / "export" / "student_int8.tflite").write_bytes(b"")
+    (run / "config.yaml").write_text("name: quickstart\n")
+    for argv in (["export", str(run), "--out", str(tmp_path / "m.tflite")], ["explain", str(run), "x.png"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "a `lightseg pipeline` run directory" in err, err
+        assert "stages/distill/student, stages/teachers/unet" in err and "stages/export/student_int8.tflite" in err
+    assert not (tmp_path / "m.tflite").exists()
+    assert run_split_file(run) == run / "stages" / "data" / "split.json"
+    assert run_split_file(run / "stages" / "teachers" / "unet") == run / "stages" / "teachers" / "unet" / "split.json"
+    assert run_split_file(run / "stages" / "export" / "student_int8.tflite") is None
+
