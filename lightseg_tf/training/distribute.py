@@ -111,6 +111,22 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Return only once every worker of a cluster has called it (a one-number all-reduce).
+
+    On one replica it does nothing. Used before the chief deletes what other workers may still
+    be writing (their BackupAndRestore temp checkpoints inside the chief's ``backup/``).
+    """
+    if strategy.num_replicas_in_sync <= 1:
+        return
+
+    @tf.function
+    def all_reduce_one():
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+    all_reduce_one()
+
+
 def sync_batchnorm(model: keras.Model, strategy: tf.distribute.Strategy) -> int:
     """Make every BatchNormalization compute its batch statistics over all replicas.
 

@@ -29,7 +29,7 @@ from lightseg_tf.objectives.losses import build_loss
 from lightseg_tf.objectives.metrics import MeanForegroundDice
 from lightseg_tf.runs import (BEST_MODEL, MONITOR, best_so_far, open_run_dir, read_history, resolve_dataset,
                               run_path, save_model_atomic)
-from lightseg_tf.training.distribute import (configure_runtime, describe_runtime, is_chief, release_run_dir,
+from lightseg_tf.training.distribute import (barrier, configure_runtime, describe_runtime, is_chief, release_run_dir,
                                              sync_batchnorm, writable_run_dir)
 
 
@@ -347,6 +347,9 @@ def fit_run(run: Path, fit_model: keras.Model, saved_model: keras.Model, splits,
                   verbose=cfg.verbose)
 
     chief = chief_run == run
+    # Other workers may still be writing (then deleting) their epoch-end temp checkpoints
+    # inside the chief's backup/: removing it under them failed a worker with NotFoundError.
+    barrier(fit_model.distribute_strategy)
     if chief:  # the backup is the chief's (a worker's scratch run holds none): nothing to resume
         shutil.rmtree(backup_dir, ignore_errors=True)
     hist = read_history(history_csv)
