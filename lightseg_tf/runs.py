@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from lightseg_tf.config import Config, DataConfig, config_identity, dump_config, load_config
-from lightseg_tf.core.io import write_text_atomic
+from lightseg_tf.core.io import read_json_file, write_text_atomic
 from lightseg_tf.core.log import LOG, attach_log_file
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.data.phantom import write_phantom_dataset
@@ -151,13 +151,46 @@ class RunData:
         return self.dataset.subset(self.split[side])
 
 
+def is_pipeline_run(path: str | Path) -> bool:
+    """Whether ``path`` is a ``lightseg pipeline`` run directory (it holds ``stages/``)."""
+    return (Path(path) / "stages").is_dir()
+
+
+def pipeline_model(run: str | Path) -> Path:
+    """The model a ``lightseg pipeline`` run shipped: its export stage's int8 ``.tflite`` (else the first).
+
+    The export stage's record is read, not ``pipeline.json``: that summary is written only when
+    every stage has finished, while a run stopped in a later stage (clinic, report) already has
+    its model.
+
+    Args:
+        run: the pipeline's run directory (the one it prints at the end).
+
+    Returns:
+        The ``.tflite`` path inside ``run/stages/export`` (resolved there: the run folder may have moved).
+
+    Raises:
+        LightsegError: the run has not reached its export stage yet.
+    """
+    run = Path(run)
+    record = run / "stages" / "export" / "done.json"
+    if not record.is_file():
+        raise LightsegError(f"{run}: no exported model in this run yet ({record} is missing): a `lightseg "
+                            "pipeline` run has one once its export stage is done, so resume it with the same "
+                            "command; from a `lightseg study` pass one of its stages/models/NAME runs")
+    files = (read_json_file(record, "export stage record").get("results") or {}).get("files") or {}
+    if not files:
+        raise LightsegError(f"{record}: lists no exported model; re-run `lightseg pipeline ... --from export`")
+    return record.parent / Path(files.get("int8") or next(iter(files.values()))).name
+
+
 def run_split_file(path: str | Path) -> Path | None:
     """The split file of a run directory: a training run's ``split.json``, a ``lightseg pipeline``
     run's ``stages/data/split.json`` (the one split all its stages share); None for a model file."""
     path = Path(path)
     if not path.is_dir():
         return None
-    return path / "stages" / "data" / "split.json" if (path / "stages").is_dir() else path / "split.json"
+    return path / "stages" / "data" / "split.json" if is_pipeline_run(path) else path / "split.json"
 
 
 def pipeline_run_message(run: Path) -> str:
@@ -167,9 +200,11 @@ def pipeline_run_message(run: Path) -> str:
     its shipped model, so the user can pick one.
     """
     runs = sorted(p.parent.relative_to(run).as_posix() for p in (run / "stages").glob("*/*/split.json"))
-    shipped = sorted(p.relative_to(run).as_posix() for p in (run / "stages" / "export").glob("*.tflite"))
     inside = f"its training runs are {', '.join(runs)}" if runs else "it holds no finished training run yet"
-    model = f"; its shipped model is {shipped[0]}" if shipped else ""
+    try:
+        model = f"; its shipped model is {pipeline_model(run).relative_to(run).as_posix()}"
+    except LightsegError:  # not exported yet
+        model = ""
     return (f"{run}: a `lightseg pipeline` run directory, not one training run: {inside} (under {run}){model}. "
             "Pass one of those")
 
@@ -177,7 +212,7 @@ def pipeline_run_message(run: Path) -> str:
 def open_run(run: str | Path) -> RunData:
     """Read a run directory made by ``train`` / ``distill`` (config, data, split)."""
     run = Path(run)
-    if (run / "stages").is_dir() and not (run / "split.json").is_file():
+    if is_pipeline_run(run) and not (run / "split.json").is_file():
         raise LightsegError(pipeline_run_message(run))
     if not (run / "config.yaml").is_file():
         raise LightsegError(f"{run}: not a run directory (no config.yaml); pass the folder `lightseg train` made")

@@ -82,9 +82,9 @@ def run_explain(args) -> int:
     from lightseg_tf.errors import LightsegError
     from lightseg_tf.evaluation.explain import explain_files
     from lightseg_tf.models.predictor import KerasPredictor
-    from lightseg_tf.runs import pipeline_run_message
+    from lightseg_tf.runs import is_pipeline_run, pipeline_run_message
 
-    if (Path(args.model) / "stages").is_dir():  # its shipped model is a .tflite: no gradients
+    if is_pipeline_run(args.model):  # its shipped model is a .tflite: no gradients
         raise LightsegError(pipeline_run_message(Path(args.model)) + " (GradCAM needs a Keras model)")
     predictor = load_predictor(args.model)
     if not isinstance(predictor, KerasPredictor):

@@ -19,7 +19,7 @@ from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
 from lightseg_tf.models.saving import is_saved_model, load_trained_model, model_path
-from lightseg_tf.runs import open_run, read_confidence
+from lightseg_tf.runs import is_pipeline_run, open_run, pipeline_model, read_confidence
 
 CARD_SCHEMA = "lightseg-model-card/1"
 
@@ -201,34 +201,6 @@ def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) ->
     return TFLitePredictor(path, card, interp)
 
 
-def pipeline_model(run: str | Path) -> Path:
-    """The model a ``lightseg pipeline`` run shipped: its export stage's int8 ``.tflite`` (else the first).
-
-    The export stage's record is read, not ``pipeline.json``: that summary is written only when
-    every stage has finished, while a run stopped in a later stage (clinic, report) already has
-    its model.
-
-    Args:
-        run: the pipeline's run directory (the one it prints at the end).
-
-    Returns:
-        The ``.tflite`` path inside ``run/stages/export`` (resolved there: the run folder may have moved).
-
-    Raises:
-        LightsegError: the run has not reached its export stage yet.
-    """
-    run = Path(run)
-    record = run / "stages" / "export" / "done.json"
-    if not record.is_file():
-        raise LightsegError(f"{run}: no exported model in this run yet ({record} is missing): a `lightseg "
-                            "pipeline` run has one once its export stage is done, so resume it with the same "
-                            "command; from a `lightseg study` pass one of its stages/models/NAME runs")
-    files = (read_json_file(record, "export stage record").get("results") or {}).get("files") or {}
-    if not files:
-        raise LightsegError(f"{record}: lists no exported model; re-run `lightseg pipeline ... --from export`")
-    return record.parent / Path(files.get("int8") or next(iter(files.values()))).name
-
-
 def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) -> Predictor:
     """Open a ``.tflite`` (its card beside it), a run directory or a Keras model file as a Predictor.
 
@@ -237,7 +209,7 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
     models only (a .tflite graph is fixed).
     """
     path = Path(model)
-    if path.is_dir() and (path / "stages").is_dir():  # a `lightseg pipeline` run: its shipped model
+    if is_pipeline_run(path):  # its shipped model
         path = pipeline_model(path)
     if path.suffix == ".tflite":
         if tta not in (None, "", "none"):

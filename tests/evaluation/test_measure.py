@@ -232,6 +232,8 @@ def test_commands_that_need_one_training_run_name_the_runs_inside_a_pipeline_run
         (run / "stages" / stage / "split.json").write_text("{}")
     (run / "stages" / "export").mkdir()
     (run / "stages" / "export" / "student_int8.tflite").write_bytes(b"")
+    (run / "stages" / "export" / "done.json").write_text(json.dumps({"key": "k", "results": {
+        "files": {"int8": "student_int8.tflite"}}}))  # the export stage's record names the shipped file
     (run / "config.yaml").write_text("name: quickstart\n")
     for argv in (["export", str(run), "--out", str(tmp_path / "m.tflite")], ["explain", str(run), "x.png"]):
         assert main(argv) == 2
