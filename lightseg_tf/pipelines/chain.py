@@ -23,7 +23,7 @@ from lightseg_tf.config import Config, config_identity, config_to_dict, with_ove
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import write_json_atomic, write_text_atomic
 from lightseg_tf.core.log import LOG
-from lightseg_tf.runs import BEST_MODEL, open_run_dir
+from lightseg_tf.runs import BEST_MODEL, open_run_dir, pipeline_model
 from lightseg_tf.core.workflow import Context, Stage, run_stages
 
 TEACHER_KEYS = {"model", "options", "epochs", "learning_rate"}
@@ -353,9 +353,8 @@ def _report_runs(ctx: Context) -> dict[str, Path]:
 
 
 def _shipped_file(ctx: Context) -> Path:
-    """The exported file that ships: the int8 one, else the first export."""
-    files = ctx.results["export"]["files"]
-    return ctx.stage_dir("export") / files.get("int8", next(iter(files.values())))
+    """The exported file that ships (the int8 one, else the first export), as ``lightseg measure`` finds it."""
+    return pipeline_model(ctx.run_dir)
 
 
 def _file_label(path: Path) -> str:
@@ -415,8 +414,7 @@ def run_pipeline(cfg: Config, run_dir: str | Path | None = None, start: str | No
     if "report" in ctx.results:
         out["report"] = str(ctx.stage_dir("report") / ctx.results["report"]["report"])
     if "export" in ctx.results:
-        files = ctx.results["export"]["files"]
-        out["model"] = str(ctx.stage_dir("export") / files.get("int8", next(iter(files.values()))))
+        out["model"] = str(_shipped_file(ctx))
     write_json_atomic(run / "pipeline.json", {k: v for k, v in out.items() if k != "results"}
                       | {"stages": {k: json.loads(json.dumps(v, default=str)) for k, v in ctx.results.items()}})
     return out
