@@ -144,6 +144,7 @@ def build_report(runs, out: str | Path, n_examples: int = 3, robustness: list[Pa
     from lightseg_tf import __version__
     from lightseg_tf.core.palette import class_colors
     from lightseg_tf.deploy.runtime import load_predictor, load_tflite
+    from lightseg_tf.evaluation.benchmark import tflite_latency
     from lightseg_tf.runs import open_run
 
     named = dict(runs) if isinstance(runs, dict) else {Path(r).name: r for r in runs}
@@ -154,6 +155,8 @@ def build_report(runs, out: str | Path, n_examples: int = 3, robustness: list[Pa
     models = {label: load_predictor(rd.run_dir) for label, rd in rds.items()}
     tfl = load_tflite(shipped) if shipped else None
     tfl_label = f"{Path(shipped).stem.replace('_', ' ')} TFLite (shipped)" if tfl else None
+    # Measured once: the model section and the efficiency table show the same 1-thread figure.
+    latency = {t: tflite_latency(Path(shipped), t, LATENCY_RUNS) for t in (1, 2)} if tfl else {}
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f"<a href='#{k}'>{html.escape(v.split(':')[0])}</a>" for k, v in SECTIONS.items()
                   if k != "chain" or "id='chain'" in extra_html)
@@ -162,12 +165,13 @@ def build_report(runs, out: str | Path, n_examples: int = 3, robustness: list[Pa
              + (f"; shipped model: {html.escape(str(shipped))}" if shipped else "") + f"</p><nav>{nav}</nav>"]
     parts.append(section("legend", _legend(test, colors, tfl)))
     if tfl is not None:
-        parts.append(section("model", _model_section(tfl, Path(shipped), colors)))
+        parts.append(section("model", _model_section(tfl, Path(shipped), colors, latency)))
     parts.append(section("data", _data_section(first, test)))
     parts.append(extra_html)
     parts.append(section("metrics", _metrics_section(rds, tfl, tfl_label)))
     parts.append(section("ensemble", _ensemble_section(rds)))
-    parts.append(section("efficiency", _efficiency_section(rds, models, tfl, tfl_label, Path(shipped or "."))))
+    parts.append(section("efficiency", _efficiency_section(rds, models, tfl, tfl_label, Path(shipped or "."),
+                                                                   latency)))
     parts.append(section("curves", "<div class='grid'>" + "".join(
         f"<figure><img alt='training curves of {html.escape(k)}' src='{png_uri(rd.run_dir / 'curves.png')}'>"
         f"<figcaption>{html.escape(k)}: loss and validation mean foreground Dice per epoch</figcaption></figure>"
@@ -211,12 +215,10 @@ def _legend(test, colors, tfl) -> str:
                             for t, d in terms) + "</dl>"
 
 
-def _model_section(tfl, path: Path, colors) -> str:
-    from lightseg_tf.evaluation.benchmark import tflite_latency
-
+def _model_section(tfl, path: Path, colors, latency: dict) -> str:
+    """``latency``: ``{threads: (median ms, arena MiB)}`` of the file, for 1 and 2 threads."""
     card = tfl.card
-    ms1, arena = tflite_latency(path, 1, LATENCY_RUNS)
-    ms2, _ = tflite_latency(path, 2, LATENCY_RUNS)
+    (ms1, arena), (ms2, _) = latency[1], latency[2]
     domain = card.get("training_domain") or {}
     model = card.get("model") or {}
     conf = card.get("confidence") or {}
@@ -312,9 +314,8 @@ def _ensemble_section(rds) -> str:
     return "".join(parts) or "<p class='note'>these runs hold no ensemble table</p>"
 
 
-def _efficiency_section(rds, models, tfl, tfl_label, shipped: Path) -> str:
+def _efficiency_section(rds, models, tfl, tfl_label, shipped: Path, latency: dict) -> str:
     from lightseg_tf.deploy.model_stats import count_flops, keras_latency_ms
-    from lightseg_tf.evaluation.benchmark import tflite_latency
     from lightseg_tf.models.saving import model_path
 
     rows = []
@@ -328,7 +329,7 @@ def _efficiency_section(rds, models, tfl, tfl_label, shipped: Path) -> str:
         m = tfl.card.get("model") or {}
         rows.append([tfl_label, m.get("architecture", "-"), f"{m.get('parameters', 0):,}", None, f"{tfl.size} px",
                      f"{shipped.name}, {shipped.stat().st_size / 1024:.0f} KiB",
-                     f"{tflite_latency(shipped, 1, LATENCY_RUNS)[0]:.1f}"])
+                     f"{latency[1][0]:.1f}"])
     return html_table(["model", "architecture", "parameters", "GFLOPs", "input", "file", "latency (ms)"], rows,
                       "GFLOPs of one forward pass (a multiply-add counts 2; the TFLite file runs its Keras "
                       f"student's graph). Latency: median of {LATENCY_RUNS} "
