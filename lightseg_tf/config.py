@@ -51,6 +51,9 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     split_seed: int = 0
+    # random: test subjects dealt like val; last: the last subjects in id order are the test side
+    # (PSFHS: the latest recordings, the drift a user meets next; issue 19)
+    test_holdout: Literal["random", "last"] = "random"
     image_size: int = 128  # square letterbox side fed to the networks
     batch_size: int = 8
     cache: bool = True

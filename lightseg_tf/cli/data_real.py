@@ -14,6 +14,9 @@ def register(data_sub) -> None:
     p.add_argument("--val", type=float, default=0.15, help="validation share of images (default 0.15)")
     p.add_argument("--test", type=float, default=0.15, help="test share of images (default 0.15)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-holdout", choices=("random", "last"), default="random",
+                   help="last: the test side is the last subjects in id order (PSFHS: the latest "
+                        "recordings, unseen drift) instead of subjects dealt at random (default random)")
     p.add_argument("--native", action="store_true",
                    help="use the dataset's own split where it has one (MedSegBench npz)")
     p.add_argument("--force", action="store_true", help="overwrite an existing split file")
@@ -53,9 +56,10 @@ def run_split(args) -> int:
             split = npz_split(dataset)
             check_split(split, dataset, str(out))
         else:
-            split = make_split(dataset, args.val, args.test, args.seed)
+            split = make_split(dataset, args.val, args.test, args.seed, args.test_holdout)
         save_split(split, out, dataset=str(dataset.root), format=dataset.format, seed=args.seed,
-                   val_fraction=args.val, test_fraction=args.test, native=args.native)
+                   val_fraction=args.val, test_fraction=args.test, native=args.native,
+                   test_holdout=args.test_holdout)
         print(f"{out}: written")
     subjects = {k: len({dataset.record(i).subject for i in v}) for k, v in split.items()}
     print(" ".join(f"{k} {len(v)} images / {subjects[k]} subjects" for k, v in split.items()))

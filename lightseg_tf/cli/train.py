@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--biometry", action="store_true",
                    help="also the head-circumference error against the data's reference HC (HC18), signed "
                         "and by HC quartile: eval_<split>_hc_per_image.csv / _hc_summary.json")
+    p.add_argument("--blocks", type=int, default=None, metavar="N",
+                   help="also Dice per block of N consecutive numeric ids (PSFHS: recordings drift with "
+                        "id; 50 shows it), in the summary as by_id_block")
     p.add_argument("--out", default=None, help="folder for the CSV/JSON (default: the run directory)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_evaluate)
@@ -61,7 +64,7 @@ def run_evaluate(args) -> int:
     from lightseg_tf.data.split import split_side
     from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
-    from lightseg_tf.evaluation.evaluate import evaluate_and_write, format_summary
+    from lightseg_tf.evaluation.evaluate import evaluate_and_write, format_blocks, format_summary
     from lightseg_tf.runs import run_split_file
 
     target = args.tflite or args.model
@@ -74,7 +77,7 @@ def run_evaluate(args) -> int:
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent)
     tflite = model_path if model_path.suffix == ".tflite" else None
     result, csv_path, json_path = evaluate_and_write(predictor, dataset, out, args.split, args.tta, tflite,
-                                                     args.postprocess)
+                                                     args.postprocess, args.blocks)
     hc = None
     if args.biometry:
         from lightseg_tf.evaluation.measure import format_hc_errors, hc_errors
@@ -86,6 +89,8 @@ def run_evaluate(args) -> int:
         print(json.dumps({"segmentation": summary, "hc_error_mm": hc} if hc else summary, indent=2))
     else:
         print(format_summary(result.summary))
+        if args.blocks:
+            print(f"\nDice by block of {args.blocks} ids:\n" + format_blocks(result.summary["by_id_block"]))
         if result.post is not None:
             print("\nwith post-processing:")
             print(format_summary(result.post.summary))

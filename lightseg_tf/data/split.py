@@ -37,11 +37,29 @@ def _stratified_order(subjects: list[str], by_subject: dict, rng: np.random.Gene
     return out
 
 
+TEST_HOLDOUTS = ("random", "last")
+
+
+def _last_subjects(by_subject: dict, test_fraction: float) -> set[str]:
+    """The last subjects in id order whose images first reach ``test_fraction`` of all images."""
+    total = sum(len(v) for v in by_subject.values())
+    taken, held = 0, set()
+    for subject in sorted(by_subject, reverse=True):
+        if taken >= test_fraction * total:
+            break
+        held.add(subject)
+        taken += len(by_subject[subject])
+    return held
+
+
 def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
-               seed: int = 0) -> dict[str, list[str]]:
+               seed: int = 0, test_holdout: str = "random") -> dict[str, list[str]]:
     """Assign whole subjects to train/val/test.
 
-    Subjects are grouped by their most common plane (so every plane is spread over the three
+    With ``test_holdout="last"`` the test side is the LAST subjects in id order (PSFHS id
+    blocks: the latest recordings of the copy, what a user meets next), at least
+    ``test_fraction`` of the images; train and val are dealt from the others as below, val
+    still ``val_fraction`` of all images. Subjects are grouped by their most common plane (so every plane is spread over the three
     sides in proportion) and, within a plane, shuffled with ``seed`` and dealt out so each
     side's share of IMAGES approaches its fraction. Where every subject has a reference head
     circumference (HC18), the shuffle is within blocks of :data:`HC_BLOCK` subjects of similar
@@ -62,9 +80,19 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
     for subject, recs in by_subject.items():
         planes = [r.plane or "" for r in recs]
         by_plane[max(set(planes), key=planes.count)].append(subject)
+    if test_holdout not in TEST_HOLDOUTS:
+        raise LightsegError(f"unknown test_holdout {test_holdout!r}; use one of {', '.join(TEST_HOLDOUTS)}")
     rng = np.random.default_rng(seed)
-    targets = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
     side_of: dict[str, str] = {}
+    if test_holdout == "last":
+        held = _last_subjects(by_subject, test_fraction)
+        side_of.update(dict.fromkeys(held, "test"))
+        by_plane = {p: [s for s in subjects if s not in held] for p, subjects in by_plane.items()}
+        n_rest = sum(len(v) for s, v in by_subject.items() if s not in held)
+        val_share = min(val_fraction * len(dataset.records) / max(n_rest, 1), 1.0)
+        targets = {"train": 1 - val_share, "val": val_share, "test": 0.0}
+    else:
+        targets = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
     for plane in sorted(by_plane):
         subjects = _stratified_order(sorted(by_plane[plane]), by_subject, rng)
         filled = {k: 0 for k in SPLITS}
@@ -133,7 +161,7 @@ def split_side(dataset: SegDataset, side: str, split_file: str | Path | None) ->
 
 
 def split_for(dataset: SegDataset, split_file: str | Path | None, val_fraction: float,
-              test_fraction: float, seed: int, write_to: str | Path | None = None):
+              test_fraction: float, seed: int, write_to: str | Path | None = None, test_holdout: str = "random"):
     """Honour ``split_file`` when it exists, else make a split (and write it to ``split_file``).
 
     The split used is also written to ``write_to`` (a run's own ``split.json``), so a run
@@ -144,9 +172,9 @@ def split_for(dataset: SegDataset, split_file: str | Path | None, val_fraction: 
         if write_to and Path(write_to).resolve() != Path(split_file).resolve():
             save_split(split, write_to, source=str(Path(split_file).resolve()))
         return split
-    split = make_split(dataset, val_fraction, test_fraction, seed)
+    split = make_split(dataset, val_fraction, test_fraction, seed, test_holdout)
     info = dict(dataset=str(dataset.root), format=dataset.format, seed=seed, val_fraction=val_fraction,
-                test_fraction=test_fraction)
+                test_fraction=test_fraction, test_holdout=test_holdout)
     for target in {str(t) for t in (split_file, write_to) if t}:
         save_split(split, target, **info)
     return split

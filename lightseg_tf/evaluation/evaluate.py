@@ -17,6 +17,7 @@ from lightseg_tf.core.log import progress
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.data.letterbox import letterbox_image, letterbox_params, unletterbox_probs
 from lightseg_tf.deploy.runtime import load_predictor
+from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 from lightseg_tf.objectives.metrics import OVERLAP, SURFACE, score_image, summarise
 from lightseg_tf.runs import open_run
@@ -104,6 +105,56 @@ def write_results(result: EvalResult, out_dir: str | Path, stem: str = "eval") -
     return csv_path, json_path
 
 
+def by_id_block(rows: list[dict], classes, block: int) -> list[dict]:
+    """Mean Dice per class over images grouped in blocks of ``block`` consecutive numeric ids.
+
+    Recordings drift with time (PSFHS: later ids, later recordings, lower Dice; issue 19), which a
+    mean over the whole test side hides.
+
+    Args:
+        rows: :func:`evaluate`'s per-image rows (``id`` and ``dice_<class>``).
+        classes: class names, background first.
+        block: ids per block (``int(id) // block`` names the block).
+
+    Returns:
+        One ``{"ids": [first, last], "n", "dice": {class: mean}, "mean_fg_dice"}`` per block, in id
+        order; a class absent from every image of a block has Dice None there.
+
+    Raises:
+        LightsegError: ``block`` < 1 or an id is not a number.
+    """
+    if block < 1:
+        raise LightsegError(f"--blocks {block}: give the number of ids per block (>= 1)")
+    groups: dict[int, list[dict]] = {}
+    for row in rows:
+        if not str(row["id"]).isdigit():
+            raise LightsegError(f"--blocks needs numeric image ids (PSFHS names its images NNNNN.png); "
+                                f"image {row['id']!r} is not one")
+        groups.setdefault(int(row["id"]) // block, []).append(row)
+    out = []
+    for key in sorted(groups):
+        part = groups[key]
+        with np.errstate(all="ignore"):
+            dice = {c: np.nanmean([r[f"dice_{c}"] for r in part]) if any(np.isfinite(r[f"dice_{c}"]) for r in part)
+                    else None for c in classes}
+        fg = [dice[c] for c in classes[1:] if dice[c] is not None]
+        out.append({"ids": [key * block, key * block + block - 1], "n": len(part),
+                    "dice": {c: None if v is None else float(v) for c, v in dice.items()},
+                    "mean_fg_dice": float(np.mean(fg)) if fg else None})
+    return out
+
+
+def format_blocks(blocks: list[dict]) -> str:
+    """A text table of :func:`by_id_block`: one row per id block, Dice per foreground class."""
+    classes = list(blocks[0]["dice"])[1:] if blocks else []
+    lines = [f"{'ids':<14}{'n':>5}" + "".join(f"{c[:12]:>14}" for c in classes) + f"{'mean (fg)':>12}"]
+    for b in blocks:
+        cells = "".join(f"{v:14.4f}" if v is not None else f"{'n/a':>14}" for v in (b["dice"][c] for c in classes))
+        mean = f"{b['mean_fg_dice']:12.4f}" if b["mean_fg_dice"] is not None else f"{'n/a':>12}"
+        lines.append(f"{b['ids'][0]:05d}-{b['ids'][1]:05d}  {b['n']:>5}{cells}{mean}")
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict) -> str:
     """A small text table of per-class Dice / IoU (and HD95 / ASSD when computed)."""
     surface = "hd95" in next(iter(summary["per_class"].values()))
@@ -123,10 +174,12 @@ def format_summary(summary: dict) -> str:
 
 
 def evaluate_and_write(predictor: Predictor, dataset: SegDataset, out: str | Path, split: str,
-                       tta: str | None = None, tflite: str | Path | None = None, postprocess: bool = False):
+                       tta: str | None = None, tflite: str | Path | None = None, postprocess: bool = False,
+                       blocks: int | None = None):
     """Score ``dataset`` (one split) and write ``eval_<split>[_hflip][_<tflite stem>]`` CSV/JSON into ``out``.
 
-    With ``postprocess``, the post-processed scores go to the ``_postprocessed`` pair too.
+    With ``postprocess``, the post-processed scores go to the ``_postprocessed`` pair too; with
+    ``blocks``, each summary holds ``by_id_block`` (:func:`by_id_block`).
 
     Returns:
         ``(result, csv path, json path)``.
@@ -138,6 +191,10 @@ def evaluate_and_write(predictor: Predictor, dataset: SegDataset, out: str | Pat
         post = make_postprocess(dataset.classes)
     stem = f"eval_{split}" + ("_hflip" if tta == "hflip" else "") + (f"_{Path(tflite).stem}" if tflite else "")
     result = evaluate(predictor, dataset, postprocess=post, bar=f"evaluate {predictor.name} on {split}")
+    if blocks:
+        for r in (result, result.post):
+            if r is not None:
+                r.summary["by_id_block"] = by_id_block(r.rows, dataset.classes, blocks)
     csv_path, json_path = write_results(result, out, stem)
     if result.post is not None:
         write_results(result.post, out, stem + "_postprocessed")

@@ -96,7 +96,7 @@ def prepare_data(cfg: Config, out: Path) -> dict:
                                   seed=cfg.data.phantom_seed)
         dataset = read_dataset(out / "phantom", "lightseg")
     split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
-                      cfg.data.split_seed, write_to=out / "split.json")
+                      cfg.data.split_seed, write_to=out / "split.json", test_holdout=cfg.data.test_holdout)
     return {"dataset": str(dataset.root), "classes": list(dataset.classes), **{k: len(v) for k, v in split.items()}}
 
 

@@ -204,7 +204,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
     try:
         dataset = resolve_dataset(cfg.data, out)
         split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
-                          cfg.data.split_seed, write_to=out / "split.json")
+                          cfg.data.split_seed, write_to=out / "split.json", test_holdout=cfg.data.test_holdout)
         require_valid(dataset.subset([i for side in split.values() for i in side]))  # before tf.data hides errors
         splits = build_datasets(dataset, split, cfg.data, seed=cfg.train.seed)
         n_train = len(splits.datasets["train"])

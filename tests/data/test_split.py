@@ -110,3 +110,41 @@ def test_real_hc18_split_covers_all_head_sizes(shared_datasets):
     for side, ids in make_split(ds, 0.15, 0.15, seed=0).items():
         per_quartile = np.histogram([hc[i] for i in ids], edges)[0]
         assert per_quartile.min() >= 0.8 * len(ids) / 4, (side, per_quartile)
+
+
+def test_last_holdout_tests_on_the_last_subjects_and_deals_the_rest():
+    ds = _fake()
+    split = make_split(ds, 0.2, 0.2, seed=1, test_holdout="last")
+    test_subjects = {ds.record(i).subject for i in split["test"]}
+    rest = {ds.record(i).subject for side in ("train", "val") for i in split[side]}
+    assert max(rest) < min(test_subjects)  # every test subject comes after every other one
+    n = len(ds)
+    # the last subjects until their images first reach 20 %: dropping the earliest one falls short
+    assert len(split["test"]) >= 0.2 * n
+    earliest = min(test_subjects)
+    assert len(split["test"]) - sum(r.subject == earliest for r in ds.records) < 0.2 * n
+    assert abs(len(split["val"]) / n - 0.2) < 0.08  # val keeps its share of ALL images
+    assert sorted(sum(split.values(), [])) == sorted(r.id for r in ds.records)
+    check_split(split, ds)
+    assert make_split(ds, 0.2, 0.2, seed=1, test_holdout="last")["test"] == \
+        make_split(ds, 0.2, 0.2, seed=7, test_holdout="last")["test"]  # the seed moves train/val only
+    with pytest.raises(LightsegError, match="unknown test_holdout 'first'"):
+        make_split(ds, test_holdout="first")
+
+
+def test_split_cli_test_holdout_last(phantom_dir, tmp_path):
+    out = tmp_path / "split.json"
+    assert main(["data", "split", str(phantom_dir), "--out", str(out), "--test-holdout", "last"]) == 0
+    written = json.loads(out.read_text())
+    assert written["info"]["test_holdout"] == "last"
+    ds = read_dataset(phantom_dir)
+    assert {ds.record(i).subject for i in written["test"]} == \
+        {r.subject for r in ds.records[-len(written["test"]):]}
+
+
+def test_real_psfhs_last_holdout_is_the_last_id_blocks(shared_datasets):
+    ds = read_dataset(shared_datasets / "psfhs", "psfhs")
+    split = make_split(ds, 0.15, 0.15, seed=0, test_holdout="last")
+    first_test = min(int(i) for i in split["test"])
+    assert all(int(i) < first_test for side in ("train", "val") for i in split[side])
+    assert max(int(i) for i in split["test"]) == 4799 and len(split["test"]) >= 0.15 * len(ds)

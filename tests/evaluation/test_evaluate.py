@@ -1,11 +1,13 @@
 """Evaluation maps predictions back to the original resolution before scoring."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lightseg_tf.data.letterbox import letterbox_mask
 from lightseg_tf.data.readers import read_dataset
-from lightseg_tf.evaluation.evaluate import evaluate, format_summary, write_results
+from lightseg_tf.errors import LightsegError
+from lightseg_tf.evaluation.evaluate import by_id_block, evaluate, format_blocks, format_summary, write_results
 from lightseg_tf.anatomy.postprocess import make_postprocess
 from lightseg_tf.models.predictor import Predictor
 
@@ -55,3 +57,25 @@ def test_oracle_scores_near_one_at_original_size_and_postprocess_removes_the_str
     csv_path, json_path = write_results(result, tmp_path / "out", "t")
     assert csv_path.read_text().count("\n") == 4 and json_path.exists()
     assert "head" in format_summary(result.summary)
+
+
+def test_dice_by_id_block_is_hand_computed():
+    classes = ("background", "PS", "FH")
+    nan = float("nan")
+    rows = [{"id": "00049", "dice_background": 1.0, "dice_PS": 0.8, "dice_FH": 0.9},
+            {"id": "00010", "dice_background": 1.0, "dice_PS": 0.6, "dice_FH": nan},  # FH absent here
+            {"id": "00050", "dice_background": 0.9, "dice_PS": nan, "dice_FH": nan},
+            {"id": "00120", "dice_background": 1.0, "dice_PS": 0.5, "dice_FH": 0.7}]
+    blocks = by_id_block(rows, classes, 50)
+    assert [b["ids"] for b in blocks] == [[0, 49], [50, 99], [100, 149]]
+    assert [b["n"] for b in blocks] == [2, 1, 1]
+    assert blocks[0]["dice"]["PS"] == pytest.approx(0.7) and blocks[0]["dice"]["FH"] == pytest.approx(0.9)
+    assert blocks[0]["mean_fg_dice"] == pytest.approx(0.8)
+    assert blocks[1]["dice"]["PS"] is None and blocks[1]["mean_fg_dice"] is None  # no foreground anywhere
+    assert blocks[2]["mean_fg_dice"] == pytest.approx(0.6)
+    table = format_blocks(blocks)
+    assert "00000-00049" in table and "0.7000" in table and "n/a" in table
+    with pytest.raises(LightsegError, match="numeric image ids.*'case_1'"):
+        by_id_block([{"id": "case_1", "dice_background": 1.0, "dice_PS": 1.0, "dice_FH": 1.0}], classes, 50)
+    with pytest.raises(LightsegError, match="--blocks 0"):
+        by_id_block(rows, classes, 0)

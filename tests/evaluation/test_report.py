@@ -34,7 +34,10 @@ def test_report_renders_in_chromium_with_every_section_and_image(tmp_path):
                              "model.options={base_filters: 4, depth: 2}", "train.epochs=2", "train.verbose=0",
                              "data.augment.enabled=false", f"run_root={tmp_path}", "name=r"])
     run = train(cfg).run_dir
-    assert main(["evaluate", str(run), "--data", str(run / "phantom")]) == 0
+    assert main(["evaluate", str(run), "--data", str(run / "phantom"), "--blocks", "4"]) == 0
+    summary = json.loads((run / "eval_test_summary.json").read_text())
+    blocks = summary["by_id_block"]
+    assert sum(b["n"] for b in blocks) == summary["images"] and all(b["ids"][1] - b["ids"][0] == 3 for b in blocks)
     tflite = tmp_path / "model_int8.tflite"
     assert main(["export", str(run), "--quant", "int8", "--out", str(tflite)]) == 0
     # the pipeline's clinical checks, into the run (where the report looks for robustness.json)
