@@ -6,7 +6,8 @@
 # foreground Dice and the per-class TEST Dice.
 #   bash experiments/kd_seeds.sh PIPELINE_RUN [SEEDS] [SOFT_LOSSES]
 #   e.g. bash experiments/kd_seeds.sh runs/quickstart "1 2 3" "kl kl_agree cwd"
-# Real data: DATA=folder FORMAT=reader CONFIG=profile.yaml; extra overrides for every run in $OVERRIDES.
+# Real data: DATA=folder FORMAT=reader CONFIG=profile.yaml; extra overrides for every run in $OVERRIDES
+# (e.g. OVERRIDES="train.epochs=24"), the runs in $OUT (default PIPELINE_RUN/kd_seeds).
 set -euo pipefail
 RUN=${1:?give a finished pipeline run directory, e.g. runs/quickstart}
 SEEDS=${2:-1 2 3}
@@ -14,7 +15,7 @@ LOSSES=${3:-kl}
 LS=${LIGHTSEG:-.venv/bin/lightseg}
 PY=${PYTHON:-.venv/bin/python}
 CFG=${CONFIG:-experiments/quickstart.yaml}
-OUT="$RUN/kd_seeds"
+OUT=${OUT:-$RUN/kd_seeds}
 DATA=${DATA:-$RUN/stages/data/phantom}
 read -r -a EXTRA <<< "${OVERRIDES:-}"
 COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-lightseg} "data.split_file=$RUN/stages/data/split.json"
