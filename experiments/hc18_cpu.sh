@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # HC18, CPU profile: the rtseg student on a subject-grouped split of ../shared/datasets/hc18 that
-# covers every head size (stratified by reference HC), 128 px letterbox, 10 epochs; then test Dice,
-# and the head-circumference error in mm with its sign, by quartile of the reference HC, for the
-# Keras model and its int8 export.
+# covers every head size (stratified by reference HC), 128 px letterbox, 10 epochs; then test Dice
+# (raw and with the ellipse post-processing: HC18's annotations are ellipses), and the
+# head-circumference error in mm with its sign, by quartile of the reference HC, for the Keras
+# model and its int8 export.
 # Usage: bash experiments/hc18_cpu.sh [RUN_ROOT]   (default runs/hc18)
+# Environment: SIZE (letterbox side, default 128), EPOCHS (default 10), NAME (default rtseg_cpu).
 set -euo pipefail
 ROOT=${1:-runs/hc18}
 DATA=${HC18:-../shared/datasets/hc18}
 LS=${LS:-.venv/bin/lightseg}
 start=$(date +%s)
-$LS train name=rtseg_cpu run_root=$ROOT data.path=$DATA data.format=hc18 model.name=rtseg "model.options={}" \
-    data.image_size=128 data.batch_size=8 train.epochs=10 train.learning_rate=0.003 train.verbose=2
-RUN=$ROOT/rtseg_cpu
+NAME=${NAME:-rtseg_cpu}
+$LS train name=$NAME run_root=$ROOT data.path=$DATA data.format=hc18 model.name=rtseg "model.options={}" \
+    data.image_size=${SIZE:-128} data.batch_size=8 train.epochs=${EPOCHS:-10} train.learning_rate=0.003 train.verbose=2
+RUN=$ROOT/$NAME
 echo "training wall time: $(( $(date +%s) - start )) s"
-$LS evaluate $RUN --data $DATA --format hc18 --biometry
+$LS evaluate $RUN --data $DATA --format hc18 --biometry --postprocess
 $LS export $RUN --quant int8 --out $RUN/model_int8.tflite
 $LS evaluate --tflite $RUN/model_int8.tflite --split-file $RUN/split.json --data $DATA --format hc18 --biometry \
-    --out $RUN
+    --postprocess --out $RUN
 echo "total wall time: $(( $(date +%s) - start )) s"

@@ -137,6 +137,19 @@ def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
     return Ellipse(e.cx, e.cy, e.a + 0.5, e.b + 0.5, e.angle_deg)
 
 
+def ellipse_region(ell: Ellipse, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean ``[H, W]`` mask of the pixels whose centres lie inside ``ell``.
+
+    The inverse of :func:`fit_head_ellipse`: the filled ellipse of a fit fits back to it.
+    """
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    t = math.radians(ell.angle_deg)
+    dx, dy = xs + 0.5 - ell.cx, ys + 0.5 - ell.cy
+    u = dx * math.cos(t) + dy * math.sin(t)
+    v = -dx * math.sin(t) + dy * math.cos(t)
+    return (u / ell.a) ** 2 + (v / ell.b) ** 2 <= 1.0
+
+
 def check_pixel_size(value, where: str) -> float:
     """``value`` as mm per pixel; a LightsegError naming ``where`` unless it is finite and > 0."""
     try:

@@ -1,7 +1,9 @@
 """Anatomy-aware clean-up of predicted class maps, configurable per class.
 
 Head / brain: keep the largest connected component of the head (the brain together with the
-structures that live inside it) and fill its holes. Small structures (CSP, LV, pubic symphysis):
+structures that live inside it) and fill its holes; where the annotation IS an ellipse (HC18's
+"head": the sonographer's ellipse, filled), replace that region by the ellipse fitted to it, the
+same fit the head circumference comes from, so a ragged outline does not cost Dice. Small structures (CSP, LV, pubic symphysis):
 drop components below a minimum area, keep at most K of them, and, where a containing class
 exists, only those inside it. Optionally, pixels whose top-2 probability margin is below a
 threshold fall back to their second-best class. Rules are picked by class NAME, so they work
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from lightseg_tf.anatomy.biometry import ellipse_region, fit_head_ellipse
+
 EIGHT = np.ones((3, 3), bool)
 
 
@@ -28,15 +32,20 @@ class ClassRule:
         min_area_frac: drop components smaller than this share of the image's pixels.
         max_components: keep at most this many components (largest first); None = all.
         inside: name of the class whose (filled) region must contain the component.
+        ellipse: ("head" only) the region becomes the ellipse fitted to it.
     """
 
     region: str = "small"
     min_area_frac: float = 0.0
     max_components: int | None = None
     inside: str | None = None
+    ellipse: bool = False
 
 
 HEAD_NAMES = {"brain", "head", "fetal head", "fh", "skull"}
+# Classes annotated as ellipses: HC18's "head" (van den Heuvel et al., PLoS ONE 2018). The brain of
+# the LightSeg data and PSFHS's fetal head (cut by the image edge) are not.
+ELLIPSE_NAMES = {"head"}
 SMALL_DEFAULTS = {
     "csp": ClassRule("small", 1e-4, 1, "brain"),
     "lv": ClassRule("small", 1e-4, 2, "brain"),
@@ -51,7 +60,7 @@ def default_rules(classes: tuple[str, ...] | list[str]) -> dict[int, ClassRule]:
     rules = {}
     for k, name in enumerate(names[1:], start=1):
         if name in HEAD_NAMES:
-            rules[k] = ClassRule("head")
+            rules[k] = ClassRule("head", ellipse=name in ELLIPSE_NAMES)
         elif name in SMALL_DEFAULTS:
             rule = SMALL_DEFAULTS[name]
             rules[k] = rule if rule.inside is None or rule.inside in names else ClassRule(
@@ -95,7 +104,9 @@ def postprocess(class_map: np.ndarray, classes, rules: dict[int, ClassRule] | No
         if sizes.max(initial=0) == 0:
             continue
         keep = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
-        out[union & ~keep] = 0  # fragments outside the head
+        if rules[k].ellipse and (ell := fit_head_ellipse(keep)) is not None:
+            keep = ellipse_region(ell, keep.shape)
+        out[union & ~keep] = 0  # fragments outside the head (outside its ellipse)
         out[keep & (out == 0)] = k  # holes inside it
         head_region = keep if head_region is None else head_region | keep
     h, w = out.shape

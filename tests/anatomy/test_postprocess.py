@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 
+from lightseg_tf.anatomy.biometry import Ellipse, ellipse_region, fit_head_ellipse
 from lightseg_tf.anatomy.postprocess import ClassRule, default_rules, postprocess
 
 CLASSES = ("background", "Brain", "CSP", "LV")
@@ -51,4 +53,29 @@ def test_margin_sends_unsure_small_pixels_to_second_best():
 def test_rules_are_chosen_by_name():
     rules = default_rules(("background", "pubic symphysis", "fetal head"))
     assert rules[2].region == "head" and rules[1].max_components == 1 and rules[1].inside is None
-    assert default_rules(("background", "head")) == {1: ClassRule("head")}
+    assert default_rules(("background", "head")) == {1: ClassRule("head", ellipse=True)}  # HC18's ellipses
+    assert not rules[2].ellipse and not default_rules(CLASSES)[1].ellipse
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_the_filled_ellipse_fits_back_to_itself():
+    e = Ellipse(101.3, 70.2, 80.0, 55.0, 23.0)
+    f = fit_head_ellipse(ellipse_region(e, (160, 220)))
+    assert (f.cx, f.cy, f.a, f.b, f.angle_deg) == pytest.approx((e.cx, e.cy, e.a, e.b, e.angle_deg), abs=0.1)
+
+
+def test_an_ellipse_annotated_head_becomes_the_fitted_ellipse():
+    """A head predicted at 1/8 of the resolution and upsampled (a staircase outline) plus a stray
+    blob: the ellipse rule gives back the smooth ellipse; the plain head rule keeps the staircase."""
+    truth = ellipse_region(Ellipse(101.3, 70.2, 80.0, 55.0, 23.0), (160, 220))
+    coarse = ellipse_region(Ellipse(101.3 / 8, 70.2 / 8, 10.0, 55.0 / 8, 23.0), (20, 28))
+    pred = np.kron(coarse, np.ones((8, 8), bool))[:160, :220].astype(np.int32)
+    pred[2:6, 2:6] = 1
+    classes = ("background", "head")
+    plain = postprocess(pred, classes, {1: ClassRule("head")}) == 1
+    fitted = postprocess(pred, classes) == 1
+    assert _dice(plain, truth) < 0.975 and _dice(fitted, truth) > 0.995
+    assert not fitted[2:6, 2:6].any()
