@@ -98,3 +98,20 @@ def test_unknown_term_and_config_choices_agree_with_the_module():
         soft_loss("mse", t, s, 1.0, mask)
     hints = typing.get_type_hints(DistillConfig)
     assert set(typing.get_args(hints["soft_loss"])) == set(SOFT_LOSSES)
+
+
+def test_a_temperature_above_one_spreads_a_small_class_over_the_image():
+    """cwd's target from log-probabilities: a class sure on 10 of 1000 pixels (p 0.99) and at p 1e-3
+    elsewhere keeps 10*0.99 / (10*0.99 + 990e-3) = 0.909 of its mass there at T = 1, but
+    10*0.99^0.5 / (10*0.99^0.5 + 990*1e-3^0.5) = 0.242 at T = 2."""
+    from lightseg_tf.objectives.distill_losses import channel_log_distributions
+    from lightseg_tf.training.distillation import probs_to_logits
+
+    p = np.full((1, 1000, 1, 2), 1e-3, np.float32)
+    p[0, :10, 0, 1] = 0.99
+    p[..., 0] = 1 - p[..., 1]
+    logits = probs_to_logits(p)
+    for t, expected in ((1.0, 9.9 / (9.9 + 0.99)), (2.0, 10 * 0.99 ** 0.5 / (10 * 0.99 ** 0.5 + 990 * 1e-3 ** 0.5))):
+        mass = np.exp(channel_log_distributions(logits, t).numpy())[0, 1]
+        assert mass.sum() == pytest.approx(1.0, abs=1e-5)
+        assert mass[:10].sum() == pytest.approx(expected, rel=1e-4)
