@@ -28,6 +28,11 @@ The score (``SCORE_NAME``) is a product of six terms, each in [0, 1]::
 ``falloff(x, half) = 1 / (1 + (x / half)^2)``: 1 at 0, one half at ``half``, smooth (no ties at 0,
 so bad images still rank among themselves). No head (no ellipse) scores 0. Per structure (every foreground class drawn) the confidence is
 the mean top1 - top2 margin over its pixels.
+
+The browser demo (``headConfidence`` in ``tflite/web/core.js``) and the Android app
+(``core/Confidence.kt``) port :func:`head_confidence` and :func:`verdict` to flag their own
+measurements; the golden vectors (:mod:`lightseg_tf.deploy.golden`) hold this module's numbers
+for them to match, so a change here must be made there too (the golden tests then fail until it is).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ BORDER_SHARE_HALF = 0.1
 AREA_RANGE = (0.01, 0.6)
 AREA_RANGE_ZERO = 0.95
 LOW_CONFIDENCE = "low confidence: do not use"
+BAND_MODEL_PX = 2.0  # the boundary band's half-width, in model (letterbox) pixels
 
 
 def _clip01(v: float) -> float:
@@ -85,6 +91,13 @@ def area_term(fraction: float) -> float:
     if fraction > hi:
         return _clip01((AREA_RANGE_ZERO - fraction) / (AREA_RANGE_ZERO - hi))
     return 1.0
+
+
+def band_width_px(height: int, width: int, size: int) -> float:
+    """``band_px`` of :func:`head_confidence` for an ``height x width`` image measured by an ``size x size``
+    model: ``BAND_MODEL_PX`` model pixels at the original size, ``2 max(H, W) / S`` (the letterbox
+    scale is ``S / max(H, W)``). The browser and Android ports use the same rule."""
+    return BAND_MODEL_PX * max(height, width) / size
 
 
 def structure_margins(probs: np.ndarray, mask: np.ndarray, classes) -> dict[str, float]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lightseg_tf.core.io import read_json_file, sha256_file
-from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask
+from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask, unletterbox_probs
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
 from lightseg_tf.models.saving import is_saved_model, load_trained_model, model_path
@@ -125,23 +125,42 @@ class TFLitePredictor(Predictor):
         x = np.asarray(image, np.float32).reshape(1, self.size, self.size, 1)
         if inp["dtype"] == "uint8":
             x = np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+        out = self._invoke(x)
+        return out["class_map"].astype(np.int32), self.dequantize(out["probs"])
+
+    def _invoke(self, x: np.ndarray) -> dict:
+        """The graph on one input ``[1, S, S, 1]``: its raw ``class_map`` (uint8 ``[S, S]``) and ``probs``
+        (``[S, S, C]`` in the card's dtype)."""
         out = self.interpreter.get_signature_runner()(image=x)
-        probs = out["probs"][0].astype(np.float32)
+        return {"class_map": np.asarray(out["class_map"], np.uint8).reshape(self.size, self.size),
+                "probs": np.asarray(out["probs"][0])}
+
+    def dequantize(self, probs: np.ndarray) -> np.ndarray:
+        """The raw ``probs`` tensor as float32 probabilities, per the card's quantization."""
+        probs = np.asarray(probs).astype(np.float32)
         q = self.card["outputs"]["probs"]["quantization"]
-        if q:
-            probs = (probs - q["zero_point"]) * q["scale"]
-        return out["class_map"][0].astype(np.int32), probs
+        return (probs - q["zero_point"]) * q["scale"] if q else probs
 
     def predict_probs(self, images: np.ndarray) -> np.ndarray:
         return np.stack([self.run(im)[1] for im in images])
 
-    def class_map(self, boxed: np.ndarray) -> np.ndarray:
-        """The graph's own ``class_map`` (uint8 ``[S, S]``) of one uint8 letterbox ``[S, S]``."""
+    def invoke_boxed(self, boxed: np.ndarray) -> dict:
+        """One inference on a uint8 letterbox ``[S, S]``, as a device runs it: the raw ``class_map``
+        and ``probs`` (see :meth:`_invoke`); a float-input model gets the letterbox / 255."""
         x = np.asarray(boxed, np.uint8).reshape(1, self.size, self.size, 1)
         if self.card["input"]["dtype"] != "uint8":
             x = x.astype(np.float32) / 255.0
-        out = self.interpreter.get_signature_runner()(image=x)["class_map"]
-        return np.asarray(out, np.uint8).reshape(self.size, self.size)
+        return self._invoke(x)
+
+    def class_map(self, boxed: np.ndarray) -> np.ndarray:
+        """The graph's own ``class_map`` (uint8 ``[S, S]``) of one uint8 letterbox ``[S, S]``."""
+        return self.invoke_boxed(boxed)["class_map"]
+
+    def device_letterbox(self, image: np.ndarray):
+        """The image ``[H, W(, 1)]`` in [0, 1] as uint8 gray, letterboxed as the devices do
+        (:func:`letterbox_uint8`): ``(boxed uint8 [S, S], Letterbox)``."""
+        gray = np.clip(np.round(np.asarray(image, np.float32).reshape(image.shape[:2]) * 255.0), 0, 255)
+        return letterbox_uint8(gray.astype(np.uint8), self.size)
 
     def predict_mask(self, image: np.ndarray) -> np.ndarray:
         """Class map ``[H, W]`` at the ORIGINAL size, computed as every device computes it.
@@ -153,9 +172,23 @@ class TFLitePredictor(Predictor):
         the Keras path and ``evaluate`` do, moves HC by up to about 1 % on 800x540 images:
         ``experiments/hc_parity.py``.)
         """
-        gray = np.clip(np.round(np.asarray(image, np.float32).reshape(image.shape[:2]) * 255.0), 0, 255)
-        boxed, lb = letterbox_uint8(gray.astype(np.uint8), self.size)
+        boxed, lb = self.device_letterbox(image)
         return unletterbox_mask(self.class_map(boxed), lb)
+
+    def predict_device(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The class map ``[H, W]`` (:meth:`predict_mask`) and the probabilities ``[H, W, C]`` at the
+        ORIGINAL size from ONE inference on the devices' letterbox, as the browser and Android
+        demos get them for the confidence score: the probabilities un-letterboxed bilinearly
+        (:func:`unletterbox_probs`, OpenCV's INTER_LINEAR grid; ``unletterboxProbs`` in
+        ``tflite/web/core.js`` and ``Confidence.unletterboxProbs`` in the Android core).
+
+        (:meth:`predict_image`, the training letterbox of the float image, feeds the model an
+        input that differs from this one in a few pixels by one grey level: the score would move
+        by up to 4e-4 on the golden images, and the devices would need a second inference.)
+        """
+        boxed, lb = self.device_letterbox(image)
+        out = self.invoke_boxed(boxed)
+        return unletterbox_mask(out["class_map"], lb), unletterbox_probs(self.dequantize(out["probs"]), lb)
 
 
 def load_tflite(path: str | Path, threads: int = 1, card: dict | None = None) -> TFLitePredictor:

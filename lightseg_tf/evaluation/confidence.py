@@ -16,11 +16,11 @@ import numpy as np
 
 from lightseg_tf.anatomy.biometry import HEAD_CLASS_NAMES, measure_mask
 from lightseg_tf.anatomy.confidence import (LOW_CONFIDENCE, SCORE_FORMULA, SCORE_NAME, THRESHOLD_RULE,
-                                            choose_threshold, head_confidence, verdict)
+                                            band_width_px, choose_threshold, head_confidence, verdict)
 from lightseg_tf.anatomy.precision import round_half_up
 from lightseg_tf.core.io import write_json_atomic
 from lightseg_tf.core.log import LOG
-from lightseg_tf.deploy.runtime import load_predictor
+from lightseg_tf.deploy.runtime import TFLitePredictor, load_predictor
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 from lightseg_tf.models.saving import model_path
@@ -30,18 +30,25 @@ from lightseg_tf.runs import CONFIDENCE_FILE, open_run
 def predict_with_confidence(predictor: Predictor, image: np.ndarray, classes=None) -> tuple[np.ndarray, dict]:
     """The class map to measure (``[H, W]`` at the original size) and its head confidence.
 
-    A Keras model's class map is the argmax of the same probabilities (one forward pass); a
-    model with its own :meth:`~Predictor.predict_mask` (a .tflite: the graph's class map, nearest
-    un-letterboxed, as on the devices) keeps it, and its probabilities feed only the score. The
-    boundary band is two model pixels wide at the original size (``2 max(H, W) / S``).
+    A Keras model's class map is the argmax of the same probabilities (one forward pass). A
+    .tflite gives both from one inference on the devices' uint8 letterbox
+    (:meth:`~lightseg_tf.deploy.runtime.TFLitePredictor.predict_device`: the graph's class map,
+    nearest un-letterboxed, and its probabilities, bilinear), which is what the browser and
+    Android demos feed their ports of the score (``headConfidence`` in ``tflite/web/core.js``,
+    ``Confidence.head`` in the Android core; the golden vectors check all three agree). Another
+    model with its own :meth:`~Predictor.predict_mask` keeps it, and its probabilities feed only
+    the score. The boundary band is two model pixels wide at the original size (``2 max(H, W) / S``).
     """
-    probs = predictor.predict_image(image)
-    if type(predictor).predict_mask is Predictor.predict_mask:
-        mask = probs.argmax(-1).astype(np.int32)
+    if isinstance(predictor, TFLitePredictor):
+        mask, probs = predictor.predict_device(image)
     else:
-        mask = predictor.predict_mask(image)
+        probs = predictor.predict_image(image)
+        if type(predictor).predict_mask is Predictor.predict_mask:
+            mask = probs.argmax(-1).astype(np.int32)
+        else:
+            mask = predictor.predict_mask(image)
     classes = classes or predictor.classes
-    return mask, head_confidence(probs, mask, classes, band_px=2.0 * max(image.shape[:2]) / predictor.size)
+    return mask, head_confidence(probs, mask, classes, band_px=band_width_px(*image.shape[:2], predictor.size))
 
 
 def confidence_fields(conf: dict, calibration: dict | None) -> dict:
