@@ -221,7 +221,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     seg = load_tflite(args.model)
-    cases = [(name, gray, px) for name, gray, px in phantom_cases(n=0)]
+    cases = [(name, gray, px) for name, gray, px in phantom_cases(n=0, hard=False)]  # the real-shaped ones
     if args.hc18.is_dir():
         table = args.hc18 / "training_set_pixel_size_and_HC.csv"
         sizes = {r["filename"]: float(r["pixel size(mm)"]) for r in csv.DictReader(open(table))}
