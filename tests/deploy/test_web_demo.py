@@ -19,7 +19,10 @@ from conftest import REPO_ROOT
 
 from web_server import serve
 
-from lightseg_tf.deploy.golden import read_raw
+from lightseg_tf.anatomy.confidence import LOW_CONFIDENCE, verdict
+from lightseg_tf.anatomy.precision import round_half_up
+from lightseg_tf.deploy.golden import CONFIDENCE_ATOL, read_raw
+from lightseg_tf.evaluation.measure import _confidence
 
 ROOT = REPO_ROOT
 WEB = ROOT / "tflite" / "web"
@@ -40,7 +43,31 @@ def test_core_js_reproduces_the_golden_vectors_in_node():
     cases = rows[:-1]
     assert len(cases) == len(json.loads((GOLDEN / "golden.json").read_text())["cases"]) and rows[-1]["failed"] == 0
     assert any(c["name"].endswith("800x540") and c["hc_px"] for c in cases)
-    print("\n".join(f"{c['name']}: HC {c['hc_px']:.3f} px, rel diff {c['rel_diff']['hc']:.1e}" for c in cases))
+    print("\n".join(f"{c['name']}: HC {c['hc_px']:.3f} px, rel diff {c['rel_diff']['hc']:.1e}" for c in cases
+                    if c["hc_px"]))
+    # The confidence port: Python's score, components and verdicts on every case (blank, twins and
+    # zoomed included), and the half-up verdict table.
+    assert all(c["verdicts_ok"] and c["confidence_max_diff"] <= CONFIDENCE_ATOL for c in cases)
+    assert rows[-1]["verdict_table"] > 0 and rows[-1]["verdict_table_failed"] == []
+    print(f"confidence: max |score - Python| {max(c['confidence_diff'] for c in cases):.1e} over {len(cases)} cases")
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed: core.js cannot run outside a browser")
+def test_core_js_confidence_line_and_threshold_read_as_lightseg_measure_prints_them():
+    script = f"""
+import {{ cardThreshold, confidenceLine, verdict }} from {json.dumps((WEB / "core.js").as_uri())};
+console.log(JSON.stringify([
+  confidenceLine(0.295, 0.3), confidenceLine(0.0149, null), cardThreshold({{confidence: {{threshold: 0.3}}}}),
+  cardThreshold({{confidence: null}}), cardThreshold({{}}), verdict(0.295, 0.3), verdict(0.2949, 0.3)]));
+"""
+    out = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == ["confidence 0.30 (threshold 0.30)",
+                                      "confidence 0.01 (uncalibrated: no threshold known)",
+                                      0.3, None, None, "ok", "low"]
+    assert _confidence({"confidence": 0.3, "confidence_threshold": 0.3}) == ["confidence 0.30 (threshold 0.30)"]
+    assert _confidence({"confidence": 0.01, "confidence_threshold": None}) == [
+        "confidence 0.01 (uncalibrated: no threshold known)"]
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed: core.js cannot run outside a browser")
@@ -73,21 +100,53 @@ def litert_js():
     return WEB
 
 
+def _page(url: str) -> tuple[dict, str]:
+    """The page at ``url`` in headless chromium (virtual time): its body's data attributes and its DOM."""
+    out = subprocess.run([CHROMIUM, *FLAGS, "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    body = re.search(r"<body[^>]*>", out.stdout)
+    assert body, out.stderr[-2000:]
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', html.unescape(body.group(0))))
+    assert attrs.get("status") == "done", attrs.get("error", out.stdout[-2000:])
+    return attrs, out.stdout
+
+
+CALIBRATED = 0.6  # a test threshold between the golden scores: some cases are flagged, some not
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_browser_class_maps_match_the_python_runner_and_a_screenshot_is_saved(litert_js, tmp_path):
+    """Every golden case in LiteRT.js: the class map, HC, and the head confidence within 0.005 of
+    Python's with Python's verdict, against a copy of the card calibrated at ``CALIBRATED``: a flagged
+    case shows "low confidence: do not use", an unflagged one no flag; the uncalibrated golden card
+    says so."""
     manifest = json.loads((GOLDEN / "golden.json").read_text())
     size = manifest["size"]
-    server, base = serve(litert_js, GOLDEN)
+    golden = tmp_path / "golden"
+    shutil.copytree(GOLDEN, golden)
+    card = json.loads((GOLDEN / f"{Path(manifest['model']).stem}.json").read_text())
+    card["confidence"] = {"score": manifest["confidence"]["score"], "threshold": CALIBRATED,
+                          "calibrated_on": {"split": "val", "note": "a test value"}}
+    (golden / "calibrated.json").write_text(json.dumps(card))
+    server, base = serve(litert_js, golden)
     try:
-        urls = [f"{base}/?model=/golden/{manifest['model']}&card=/golden/{Path(manifest['model']).stem}.json"
-                f"&image=/golden/{case['files']['png']}&px={case['pixel_size_mm']}" for case in manifest["cases"]]
+        urls = [f"{base}/?model=/golden/{manifest['model']}&card=/golden/calibrated.json"
+                f"&image=/golden/{case['files']['png']}&px={case['pixel_size_mm'] or ''}" for case in manifest["cases"]]
+        flagged = []
         for case, url in zip(manifest["cases"], urls):
-            out = subprocess.run([CHROMIUM, *FLAGS, "--dump-dom", url], capture_output=True, text=True, timeout=180)
-            body = re.search(r"<body[^>]*>", out.stdout)
-            assert body, out.stderr[-2000:]
-            attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', html.unescape(body.group(0))))
-            assert attrs.get("status") == "done", attrs.get("error", out.stdout[-2000:])
+            attrs, dom = _page(url)
+            score = case["confidence"]["score"]
+            assert float(attrs["confidence"]) == pytest.approx(score, abs=0.005), case["name"]
+            assert attrs["confidence-status"] == verdict(score, CALIBRATED), case["name"]
+            shown = re.search(r'<p id="flag"[^>]*>([^<]*)</p>', dom)
+            if attrs["confidence-status"] == "low":
+                flagged.append(case["name"])
+                assert shown.group(1) == LOW_CONFIDENCE and "hidden" not in shown.group(0)
+            else:
+                assert shown.group(1) == "" and "hidden" in shown.group(0)
+            assert f"confidence {round_half_up(float(attrs['confidence']), 2):.2f} (threshold 0.60)" in dom
+            print(f"{case['name']}: confidence {float(attrs['confidence']):.6f} vs Python {score:.6f}, "
+                  f"|diff| {abs(float(attrs['confidence']) - score):.1e} ({attrs['confidence-status']})")
             page = np.frombuffer(base64.b64decode(attrs["class-map"]), np.uint8)
             python = np.frombuffer(read_raw(GOLDEN / case["files"]["class_map"]), np.uint8)
             assert page.size == python.size == size * size
@@ -99,8 +158,12 @@ def test_browser_class_maps_match_the_python_runner_and_a_screenshot_is_saved(li
                 print(f"{case['name']}: class map {100 * agree:.2f} % of pixels, HC {float(attrs['hc']):.3f} mm "
                       f"vs Python {want:.3f} mm")
             assert attrs.get("training-domain") == "phantom (lightseg)"  # the golden card is an older one
-        shot = tmp_path / "web_demo.png"  # the first (small) case: the result line stays in view
-        subprocess.run([CHROMIUM, *FLAGS, "--window-size=1000,760", f"--screenshot={shot}", urls[0]],
+        assert flagged and len(flagged) < len(urls)
+        uncalibrated = f"card=/golden/{Path(manifest['model']).stem}.json"
+        attrs, dom = _page(urls[1].replace("card=/golden/calibrated.json", uncalibrated))
+        assert attrs["confidence-status"] == "uncalibrated" and "(uncalibrated: no threshold known)" in dom
+        shot = tmp_path / "web_demo.png"  # the first (small, flagged) case: the result line stays in view
+        subprocess.run([CHROMIUM, *FLAGS, "--window-size=1000,800", f"--screenshot={shot}", urls[0]],
                        capture_output=True, timeout=180)
         assert shot.exists() and shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")

@@ -1,14 +1,15 @@
 // The browser demo: LiteRT.js (WebAssembly, XNNPACK) runs the exported int8 .tflite; the pixel
-// logic (letterbox, un-letterbox, overlay, ellipse/HC) is core.js. URL parameters (for links and
-// the automated test): ?model=URL&card=URL&image=URL&px=MM, and &runs=N to time N inferences
-// after a warm-up and report their median.
+// logic (letterbox, un-letterbox, overlay, ellipse/HC, the head confidence and its verdict) is
+// core.js. URL parameters (for links and the automated test): ?model=URL&card=URL&image=URL&px=MM,
+// and &runs=N to time N inferences after a warm-up and report their median.
 import { Tensor, loadAndCompile, loadLiteRt } from "@litertjs/core";
-import { letterbox, measure, overlay, trainingDomain, unletterbox } from "./core.js";
+import { LOW_CONFIDENCE, bandWidthPx, cardThreshold, confidenceLine, dequantize, headConfidence, letterbox, measure,
+         overlay, trainingDomain, unletterbox, unletterboxProbs, verdict } from "./core.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { model: null, card: null, name: "", image: "", gray: null, h: 0, w: 0, classMap: null, ms: 0,
-                timing: "" };
+                timing: "", confidence: null };
 const LOAD_A_MODEL = "Load a model: choose an exported .tflite and its model card (.json), in either order, " +
   "then an image. `make demo` writes them to runs/quickstart/stages/export/ (student_int8.tflite, " +
   "student_int8.json); see tflite/web/README.md.";
@@ -89,22 +90,39 @@ function setImage(img, name) {
   Object.assign(state, { gray, h: c.height, w: c.width, image: name });
 }
 
-async function infer(tensor) {
+// One inference: the class map, and (withProbs) the raw probs tensor of the same run, which the
+// confidence reads (Uint8Array quantized per the card, or Float32Array).
+async function infer(tensor, withProbs = false) {
   const t0 = performance.now();
   const out = await state.model.run({ image: tensor });
   const ms = performance.now() - t0;
-  const mapTensor = await out.class_map.moveTo("wasm");
-  const boxed = new Uint8Array(mapTensor.toTypedArray());
-  mapTensor.delete();
+  const read = async (t) => {
+    const moved = await t.moveTo("wasm");
+    const data = moved.toTypedArray().slice();
+    moved.delete();
+    return data;
+  };
+  const boxed = new Uint8Array(await read(out.class_map));
+  const probs = withProbs ? await read(out.probs) : null;
   for (const t of Object.values(out)) if (!t.deleted) try { t.delete(); } catch (e) { /* already freed */ }
-  return { boxed, ms };
+  return { boxed, probs, ms };
+}
+
+// The head confidence of this image (core.js headConfidence, Python's head_confidence on the same
+// class map and probabilities); null when the card does not say how the probs tensor is quantized.
+function confidence(probsRaw, box, size) {
+  const spec = state.card.outputs && state.card.outputs.probs;
+  if (!spec || (probsRaw instanceof Uint8Array && !spec.quantization)) return null;
+  const names = state.card.classes.map((c) => c.name);
+  const probs = unletterboxProbs(dequantize(probsRaw, spec.quantization), size, names.length, box, state.h, state.w);
+  return headConfidence(probs, state.classMap, state.h, state.w, names, bandWidthPx(state.h, state.w, size));
 }
 
 async function segment() {
   const size = state.card.input.size;
   const { input, box } = letterbox(state.gray, state.h, state.w, size);
   const tensor = new Tensor(input, [1, size, size, 1]);
-  const first = await infer(tensor);
+  const first = await infer(tensor, true);
   // The first run pays XNNPACK's one-off packing; a latency worth quoting is the steady state.
   const runs = Math.max(0, parseInt(params.get("runs") || "0", 10) || 0);
   const times = [];
@@ -117,6 +135,7 @@ async function segment() {
                                          msAll: times.map((t) => t.toFixed(2)).join(" ") });
   const boxed = first.boxed;
   state.classMap = unletterbox(boxed, size, box, state.h, state.w);
+  state.confidence = confidence(first.probs, box, size);
   const colors = state.card.classes.map((c) => c.color);
   const canvas = $("overlay");
   canvas.width = state.w;
@@ -134,10 +153,20 @@ function report() {
   // The model's training domain beside the numbers: an HC from a phantom-trained model is not
   // an HC from a model trained on real scans.
   const domain = trainingDomain(state.card);
+  // The model's confidence beside the numbers, judged against the card's calibrated threshold as
+  // lightseg measure judges it; below it the measurement is flagged "low confidence: do not use".
+  const conf = state.confidence, threshold = cardThreshold(state.card);
+  const judged = conf ? verdict(conf.score, threshold) : "unavailable";
+  const confText = conf ? confidenceLine(conf.score, threshold)
+    : "confidence unavailable (the card does not describe the probs tensor)";
   $("result").textContent = `inference ${state.ms.toFixed(1)} ms (${state.timing}; LiteRT.js, WebAssembly) — ` +
     (m ? `HC ${fmt(m.hc)} ${m.units}, BPD ${fmt(m.bpd)} ${m.units}, OFD ${fmt(m.ofd)} ${m.units}` +
          (px ? "" : " (enter the pixel size for millimetres)") : "no head found") +
+    ` — ${confText}` +
     ` — model trained on: ${domain || "unknown (the card does not say)"}`;
+  $("flag").textContent = judged === "low" ? LOW_CONFIDENCE : "";
+  $("flag").hidden = judged !== "low";
+  Object.assign(document.body.dataset, { confidence: conf ? String(conf.score) : "", confidenceStatus: judged });
   document.body.dataset.hc = m ? m.hc.toFixed(3) : "";
   document.body.dataset.ms = state.ms.toFixed(2);
   status("done", `done: ${state.image} segmented by ${state.name}`);

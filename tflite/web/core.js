@@ -2,7 +2,8 @@
 // lightseg_tf.data.letterbox.letterbox_uint8 / unletterbox_mask and lightseg_tf.anatomy.biometry, and
 // as the Android app's core/*.kt. float32 arithmetic is emulated with Math.fround so the
 // letterbox matches Python bit for bit; the ellipse is the same direct least-squares fit on the
-// same boundary pixels as Python's fit_head_ellipse, so HC agrees to rounding
+// same boundary pixels as Python's fit_head_ellipse, so HC agrees to rounding; headConfidence is
+// lightseg_tf.anatomy.confidence.head_confidence on the same class map and probabilities
 // (`node check_golden.mjs DIR` checks all of it against the golden vectors).
 
 const f = Math.fround;
@@ -76,12 +77,20 @@ export function overlay(gray, classMap, colors, alpha = 0.45) {
 
 const HEAD = new Set(["brain", "head", "fetal head", "skull", "csp", "lv"]);
 
+/** Ids of the head-like classes (Python's HEAD_CLASS_NAMES), ascending. */
+function headIds(classes) {
+  return classes.map((c, k) => (k > 0 && HEAD.has(c.toLowerCase()) ? k : -1)).filter((k) => k > 0);
+}
+
 /**
- * Largest 8-connected component's outer-boundary pixel centres (Python's boundary_points):
- * component pixels on the image edge or with a 4-neighbour in the background that reaches the
- * image edge (so holes neither count nor need filling); each pixel once, in raster order.
+ * The head region of a 0/1 mask as Python's head_confidence and fit_head_ellipse see it: the
+ * largest 8-connected component (``largestSize`` pixels; the first in raster order on a tie, as
+ * numpy's argmax), ``filled`` (1 = the component with its holes, binary_fill_holes: every pixel
+ * not reached from the image edge through 4-connected non-component pixels), and the centres of
+ * its outer-boundary pixels ``pts`` (Python's boundary_points: filled pixels on the image edge or
+ * with a 4-neighbour outside; each once, in raster order).
  */
-function boundary(mask, h, w) {
+function headRegion(mask, h, w) {
   const label = new Int32Array(h * w), stack = new Int32Array(h * w);
   let best = 0, bestSize = 0, next = 0;
   for (let s = 0; s < mask.length; s++) {
@@ -111,6 +120,8 @@ function boundary(mask, h, w) {
     const p = stack[--top], y = Math.floor(p / w), x = p % w;
     if (y > 0) seed(p - w); if (y < h - 1) seed(p + w); if (x > 0) seed(p - 1); if (x < w - 1) seed(p + 1);
   }
+  // A hole pixel has no 4-neighbour outside (it would have been reached), so the boundary pixels
+  // of the filled region are component pixels.
   const pts = [];
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     const p = y * w + x;
@@ -119,7 +130,9 @@ function boundary(mask, h, w) {
       pts.push([x + 0.5, y + 0.5]);
     }
   }
-  return pts;
+  const filled = new Uint8Array(h * w);
+  if (best !== 0) for (let p = 0; p < filled.length; p++) filled[p] = outside[p] ? 0 : 1;
+  return { largestSize: bestSize, filled, pts };
 }
 
 const mul = (a, b) => a.map((r, i) => b[0].map((_, j) => a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j]));
@@ -147,10 +160,12 @@ function cubicRoots(b, c, d) {
 
 /**
  * Direct least-squares ellipse (Fitzgibbon, Pilu & Fisher 1999, in the stable form of Halir &
- * Flusser 1998; Python's fit_ellipse_direct, OpenCV's fitEllipseDirect), semi-axes grown by half
- * a pixel because the boundary runs through pixel centres, half a pixel inside the edge.
+ * Flusser 1998; Python's fit_ellipse_direct, OpenCV's fitEllipseDirect) through ``pts``, as
+ * fitted: centre, semi-axes a >= b, and ``rho2(x, y)``, the conic's quadratic form about the
+ * centre scaled to 1 on the ellipse, so ``sqrt(rho2)`` is Python's ``rho = sqrt((u/a)^2 +
+ * (v/b)^2)`` in the ellipse's frame (the residual needs no angle). null when degenerate.
  */
-export function fitEllipse(pts) {
+export function fitEllipseDirect(pts) {
   if (pts.length < 5) return null;
   let mx = 0, my = 0, ss = 0;
   for (const [x, y] of pts) { mx += x; my += y; }
@@ -188,8 +203,21 @@ export function fitEllipse(pts) {
   const num = 2 * (A * E * E + C * D * D - B * D * E + den * F), root = Math.hypot(A - C, B);
   const r1 = -Math.sqrt(num * (A + C + root)) / den, r2 = -Math.sqrt(num * (A + C - root)) / den;
   if (Number.isNaN(r1) || Number.isNaN(r2)) return null;
-  return { cx: ((2 * C * D - B * E) / den) * s + mx, cy: ((2 * A * E - B * D) / den) * s + my,
-           a: Math.max(r1, r2) * s + 0.5, b: Math.min(r1, r2) * s + 0.5 };
+  const ux = (2 * C * D - B * E) / den, uy = (2 * A * E - B * D) / den;  // the centre, normalised
+  // The conic about its centre is Q(d) + f0 (no linear term there): on the ellipse Q(d / s) = -f0.
+  const k = -(A * ux * ux + B * ux * uy + C * uy * uy + D * ux + E * uy + F) * s * s;
+  const cx = ux * s + mx, cy = uy * s + my;
+  return { cx, cy, a: Math.max(r1, r2) * s, b: Math.min(r1, r2) * s,
+           rho2: (x, y) => (A * (x - cx) ** 2 + B * (x - cx) * (y - cy) + C * (y - cy) ** 2) / k };
+}
+
+/**
+ * The head ellipse (Python's fit_head_ellipse): fitEllipseDirect with the semi-axes grown by half
+ * a pixel, because the boundary runs through pixel centres, half a pixel inside the edge.
+ */
+export function fitEllipse(pts) {
+  const e = fitEllipseDirect(pts);
+  return e && { cx: e.cx, cy: e.cy, a: e.a + 0.5, b: e.b + 0.5 };
 }
 
 /** Ramanujan's perimeter. */
@@ -200,11 +228,11 @@ export function perimeter(a, b) {
 
 /** HC, BPD, OFD of the head in an h x w class map (mm with a pixel size, else px); null if none. */
 export function measure(classMap, h, w, classes, pixelSizeMm) {
-  const ids = new Set(classes.map((c, k) => (k > 0 && HEAD.has(c.toLowerCase()) ? k : -1)).filter((k) => k > 0));
+  const ids = new Set(headIds(classes));
   if (!ids.size) return null;
   const mask = new Uint8Array(h * w);
   for (let p = 0; p < mask.length; p++) mask[p] = ids.has(classMap[p]) ? 1 : 0;
-  const e = fitEllipse(boundary(mask, h, w));
+  const e = fitEllipse(headRegion(mask, h, w).pts);
   if (!e) return null;
   const k = pixelSizeMm || 1;
   return { hc: perimeter(e.a, e.b) * k, bpd: 2 * e.b * k, ofd: 2 * e.a * k, units: pixelSizeMm ? "mm" : "px",
@@ -223,4 +251,203 @@ export function trainingDomain(card) {
   const format = (d && d.format) || (t && t.format) || null;
   if (!name) return format;
   return format && format !== name ? `${name} (${format})` : name;
+}
+
+// ---- Confidence: lightseg_tf.anatomy.confidence (score "lightseg-confidence/1"), ported ----
+// score = sqrt(margin_in * margin_band) * fit * border * fragments * area (see that module's
+// docstring and the README's "Confidence"). The inputs are the ones Python's device path uses for
+// a .tflite (TFLitePredictor.predict_device): the class map measured and the probabilities of the
+// SAME inference on the uint8 letterbox, un-letterboxed bilinearly to the original size.
+
+export const LOW_CONFIDENCE = "low confidence: do not use";
+const FIT_RESIDUAL_HALF = 0.03, BORDER_SHARE_HALF = 0.1, AREA_LO = 0.01, AREA_HI = 0.6, AREA_ZERO = 0.95;
+const BAND_MODEL_PX = 2;
+
+/** The probs tensor (Uint8Array quantized per the card, or Float32Array) as float32 probabilities. */
+export function dequantize(raw, quantization) {
+  if (!quantization) return Float32Array.from(raw);
+  const scale = f(quantization.scale), zero = quantization.zero_point;
+  const out = new Float32Array(raw.length);
+  for (let k = 0; k < raw.length; k++) out[k] = (raw[k] - zero) * scale;  // float32, as numpy
+  return out;
+}
+
+// Bilinear sample positions at half-pixel centres, clamped to the edge (OpenCV INTER_LINEAR).
+function linearAxis(nOut, nIn) {
+  const lo = new Int32Array(nOut), hi = new Int32Array(nOut), frac = new Float64Array(nOut);
+  for (let i = 0; i < nOut; i++) {
+    const src = Math.min(Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0), nIn - 1);
+    lo[i] = Math.floor(src);
+    hi[i] = Math.min(lo[i] + 1, nIn - 1);
+    frac[i] = src - lo[i];
+  }
+  return { lo, hi, frac };
+}
+
+/**
+ * Crop the padding off size x size x channels probabilities and resize them bilinearly to h x w
+ * (Python's unletterbox_probs, OpenCV INTER_LINEAR without antialiasing); float32 out, float64
+ * weights (OpenCV's float32 weights differ by ~1e-7, far below what the score shows).
+ */
+export function unletterboxProbs(probs, size, channels, box, h, w) {
+  const ys = linearAxis(h, box.newH), xs = linearAxis(w, box.newW);
+  const out = new Float32Array(h * w * channels);
+  for (let i = 0; i < h; i++) {
+    const wy = ys.frac[i], r0 = (ys.lo[i] + box.padY) * size, r1 = (ys.hi[i] + box.padY) * size;
+    for (let j = 0; j < w; j++) {
+      const wx = xs.frac[j], c0 = xs.lo[j] + box.padX, c1 = xs.hi[j] + box.padX;
+      const p00 = (r0 + c0) * channels, p01 = (r0 + c1) * channels;
+      const p10 = (r1 + c0) * channels, p11 = (r1 + c1) * channels;
+      for (let c = 0; c < channels; c++) {
+        const top = probs[p00 + c] * (1 - wx) + probs[p01 + c] * wx;
+        const bottom = probs[p10 + c] * (1 - wx) + probs[p11 + c] * wx;
+        out[(i * w + j) * channels + c] = top * (1 - wy) + bottom * wy;
+      }
+    }
+  }
+  return out;
+}
+
+/** The boundary band's half-width in original pixels: two model pixels, 2 max(H, W) / S (Python's band_width_px). */
+export function bandWidthPx(h, w, size) {
+  return (BAND_MODEL_PX * Math.max(h, w)) / size;
+}
+
+/**
+ * Python's round_half_up: to ``decimals`` places, halves away from zero, on the SHORTEST decimal
+ * form of x (its repr; toExponential() without digits is that form), not on its binary value:
+ * 0.295 -> 0.3 where Math.round(0.295 * 100) / 100 gives 0.29.
+ */
+export function roundHalfUp(x, decimals) {
+  if (x == null || !Number.isFinite(x)) return x;
+  const [mantissa, e] = Math.abs(x).toExponential().split("e");
+  const digits = mantissa.replace(".", "");  // x = 0.d1d2d3... * 10^(exp + 1)
+  const keep = Number(e) + decimals + 1;  // digits at or above 10^-decimals
+  if (keep < 0) return 0;
+  let kept = keep > 0 ? BigInt(digits.slice(0, keep).padEnd(keep, "0")) : 0n;
+  if (keep < digits.length && Number(digits[keep]) >= 5) kept += 1n;
+  return (x < 0 ? -1 : 1) * (Number(kept) / 10 ** decimals);
+}
+
+/**
+ * "low" (score < threshold: "low confidence: do not use"), "ok", or "uncalibrated" when the card
+ * has no threshold; both compared at the reported precision, 0.01 (Python's verdict).
+ */
+export function verdict(score, threshold) {
+  if (threshold == null) return "uncalibrated";
+  return roundHalfUp(score, 2) < roundHalfUp(threshold, 2) ? "low" : "ok";
+}
+
+const falloff = (x, half) => 1 / (1 + (x / half) ** 2);
+const clip01 = (v) => (Number.isNaN(v) ? 0 : Math.min(1, Math.max(0, v)));  // Python's _clip01: NaN -> 0
+
+function areaTerm(fraction) {
+  if (fraction < AREA_LO) return clip01((fraction - AREA_LO / 2) / (AREA_LO / 2));
+  if (fraction > AREA_HI) return clip01((AREA_ZERO - fraction) / (AREA_ZERO - AREA_HI));
+  return 1;
+}
+
+/**
+ * 1 where a pixel lies within ``bandPx`` (Euclidean, pixel centres) of a pixel on the other side of
+ * ``filled``: Python's ``(head & edt(head) <= band) | (~head & edt(~head) <= band)``, exactly. The
+ * nearest pixel of the other side always has an 8-neighbour on this side (else one step towards
+ * this pixel would be nearer), so stamping a disc around every such frontier pixel suffices.
+ */
+function boundaryBand(filled, h, w, bandPx) {
+  const r = Math.floor(bandPx), offsets = [];
+  for (let dy = -r; dy <= r; dy++) for (let dx = -r; dx <= r; dx++) {
+    if ((dy || dx) && Math.sqrt(dy * dy + dx * dx) <= bandPx) offsets.push([dy, dx]);
+  }
+  const band = new Uint8Array(h * w);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const side = filled[y * w + x];
+    let frontier = false;
+    for (let dy = -1; dy <= 1 && !frontier; dy++) for (let dx = -1; dx <= 1; dx++) {
+      const yy = y + dy, xx = x + dx;
+      if (yy >= 0 && yy < h && xx >= 0 && xx < w && filled[yy * w + xx] !== side) { frontier = true; break; }
+    }
+    if (!frontier) continue;
+    for (const [dy, dx] of offsets) {
+      const yy = y + dy, xx = x + dx;
+      if (yy >= 0 && yy < h && xx >= 0 && xx < w && filled[yy * w + xx] !== side) band[yy * w + xx] = 1;
+    }
+  }
+  return band;
+}
+
+/** {class name: mean top1 - top2 probability margin over its pixels} per foreground class drawn. */
+function structureMargins(probs, classMap, classes) {
+  const n = classes.length, sum = new Float64Array(n), count = new Float64Array(n);
+  for (let p = 0; p < classMap.length; p++) {
+    const k = classMap[p];
+    if (k === 0 || k >= n) continue;
+    let top1 = -Infinity, top2 = -Infinity;
+    for (let c = 0; c < n; c++) {
+      const v = probs[p * n + c];
+      if (v > top1) { top2 = top1; top1 = v; } else if (v > top2) top2 = v;
+    }
+    sum[k] += f(top1 - top2);
+    count[k] += 1;
+  }
+  const out = {};
+  for (let k = 1; k < n; k++) if (count[k]) out[classes[k]] = sum[k] / count[k];
+  return out;
+}
+
+/**
+ * The confidence of the head measured on ``classMap`` (h x w), Python's head_confidence: probs
+ * h x w x C (unletterboxProbs), class names, bandPx (bandWidthPx). Returns {score, components,
+ * raw, structures}; score 0 when there is no head.
+ */
+export function headConfidence(probs, classMap, h, w, classes, bandPx) {
+  const ids = headIds(classes), n = classes.length;
+  const out = { score: 0, components: {}, raw: {}, structures: structureMargins(probs, classMap, classes) };
+  const any = new Uint8Array(h * w);
+  let anyCount = 0;
+  for (let p = 0; p < any.length; p++) if (ids.includes(classMap[p])) { any[p] = 1; anyCount++; }
+  if (!anyCount) return out;
+  const { largestSize, filled, pts } = headRegion(any, h, w);
+  const e = fitEllipseDirect(pts);  // before the half-pixel growth: the points' own fit
+  if (!e) return out;
+  const band = boundaryBand(filled, h, w, bandPx);
+  let sumIn = 0, nIn = 0, sumHead = 0, nHead = 0, sumBand = 0, nBand = 0;
+  for (let p = 0; p < any.length; p++) {
+    let head = 0;
+    for (const k of ids) head = f(head + probs[p * n + k]);
+    const margin = Math.abs(f(f(2 * head) - 1));  // float32, as numpy
+    if (band[p]) { sumBand += margin; nBand++; }
+    if (filled[p]) {
+      sumHead += margin; nHead++;
+      if (!band[p]) { sumIn += margin; nIn++; }
+    }
+  }
+  let residual = 0, onEdge = 0;
+  for (const [x, y] of pts) {
+    const rho = Math.sqrt(e.rho2(x, y));
+    residual += Math.hypot(x - e.cx, y - e.cy) * Math.abs(1 - 1 / Math.max(rho, 1e-12));
+    if (x < 1 || y < 1 || x > w - 1 || y > h - 1) onEdge++;
+  }
+  const raw = { residual: residual / pts.length / Math.sqrt(e.a * e.b), edge_share: onEdge / pts.length,
+                area_fraction: nHead / (h * w), head_share: largestSize / anyCount };
+  const components = {
+    margin_in: nIn ? sumIn / nIn : sumHead / nHead, margin_band: sumBand / nBand,  // NaN without a band, as numpy
+    fit: falloff(raw.residual, FIT_RESIDUAL_HALF), border: falloff(raw.edge_share, BORDER_SHARE_HALF),
+    fragments: raw.head_share, area: areaTerm(raw.area_fraction),
+  };
+  const score = Math.sqrt(components.margin_in * components.margin_band) * components.fit * components.border
+    * components.fragments * components.area;
+  return { ...out, score: clip01(score), components, raw };
+}
+
+/** The card's calibrated "do not use" threshold (card.confidence.threshold, from lightseg calibrate), or null. */
+export function cardThreshold(card) {
+  const t = card && card.confidence && card.confidence.threshold;
+  return typeof t === "number" && Number.isFinite(t) ? t : null;
+}
+
+/** The line lightseg measure prints: "confidence 0.58 (threshold 0.30)", or "(uncalibrated: ...)". */
+export function confidenceLine(score, threshold) {
+  const shown = `confidence ${roundHalfUp(score, 2).toFixed(2)}`;
+  return threshold == null ? `${shown} (uncalibrated: no threshold known)`
+    : `${shown} (threshold ${roundHalfUp(threshold, 2).toFixed(2)})`;
 }
