@@ -10,6 +10,7 @@ import android.provider.MediaStore
 import android.text.SpannableStringBuilder
 import android.text.Spanned
 import android.text.style.ForegroundColorSpan
+import android.view.View
 import android.widget.Button
 import android.widget.EditText
 import android.widget.ImageView
@@ -18,13 +19,16 @@ import androidx.activity.result.contract.ActivityResultContracts
 import androidx.appcompat.app.AppCompatActivity
 import androidx.core.widget.doAfterTextChanged
 import org.lightseg.demo.core.Biometry
+import org.lightseg.demo.core.Confidence
 import org.lightseg.demo.core.Letterbox
 import org.lightseg.demo.core.Overlay
 
 /**
  * Pick a gallery image or take a photo, letterbox it per the model card, run the bundled int8
  * model (assets/model.tflite + assets/model.json), show the overlay, the legend, the inference
- * time, and HC / BPD once the user enters the pixel size. All pixel logic is in `core/`.
+ * time, HC / BPD once the user enters the pixel size, the model's confidence in the head it drew
+ * and, below the card's calibrated threshold, "low confidence: do not use" in red above the
+ * numbers (as `lightseg measure` flags it). All pixel logic is in `core/`.
  */
 class MainActivity : AppCompatActivity() {
     private lateinit var segmenter: Segmenter
@@ -78,7 +82,13 @@ class MainActivity : AppCompatActivity() {
                 "OFD ${"%.1f".format(m.ofd)} ${m.units}")
             if (px == null) text.append("\nenter the pixel size for millimetres")
         }
+        val threshold = segmenter.confidenceThreshold
+        text.append("\n").append(Confidence.line(r.confidence.score, threshold))
         findViewById<TextView>(R.id.result).text = text
+        val low = Confidence.verdict(r.confidence.score, threshold) == "low"
+        val flag = findViewById<TextView>(R.id.flag)
+        flag.text = if (low) Confidence.LOW_CONFIDENCE else ""
+        flag.visibility = if (low) View.VISIBLE else View.GONE
     }
 
     private fun legend(): CharSequence {

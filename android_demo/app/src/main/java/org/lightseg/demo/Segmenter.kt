@@ -3,6 +3,7 @@ package org.lightseg.demo
 import android.content.Context
 import android.os.SystemClock
 import org.json.JSONObject
+import org.lightseg.demo.core.Confidence
 import org.lightseg.demo.core.Letterbox
 import org.tensorflow.lite.Interpreter
 import java.io.FileInputStream
@@ -12,17 +13,25 @@ import java.nio.MappedByteBuffer
 import java.nio.channels.FileChannel
 
 /**
- * The exported model and its card: uint8 gray [1, S, S, 1] in, uint8 class map [1, S, S] out
- * (LiteRT's Interpreter, signature "serving_default"). The card's SHA-256 is checked by the
- * Python tools; here the card gives the size, classes and colours.
+ * The exported model and its card: uint8 gray [1, S, S, 1] in, uint8 class map [1, S, S] and uint8
+ * probabilities [1, S, S, C] out (LiteRT's Interpreter, signature "serving_default"). The card's
+ * SHA-256 is checked by the Python tools; here the card gives the size, classes, colours, the
+ * probabilities' quantization and the calibrated confidence threshold.
  */
 class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
-    data class Result(val classMap: ByteArray, val height: Int, val width: Int, val millis: Double)
+    /** The class map at the image's size and the head [confidence] of the same inference. */
+    data class Result(val classMap: ByteArray, val height: Int, val width: Int, val millis: Double,
+                      val confidence: Confidence.Result)
 
     private val interpreter: Interpreter
     val size: Int
     val classes: List<String>
     val colors: List<IntArray>
+    private val probsScale: Float
+    private val probsZeroPoint: Int
+
+    /** The card's "low confidence: do not use" threshold (lightseg calibrate), null when uncalibrated. */
+    val confidenceThreshold: Double?
 
     init {
         val card = JSONObject(context.assets.open(cardAsset).bufferedReader().readText())
@@ -33,6 +42,16 @@ class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
             val c = cls.getJSONObject(k).getJSONArray("color")
             IntArray(3) { c.getInt(it) }
         }
+        // Without its quantization the uint8 probabilities mean nothing: refuse such a card.
+        val probs = card.getJSONObject("outputs").getJSONObject("probs")
+        require(probs.getString("dtype") == "uint8") {
+            "$cardAsset: the app reads uint8 probabilities, the card says ${probs.getString("dtype")}"
+        }
+        val q = probs.getJSONObject("quantization")
+        probsScale = q.getDouble("scale").toFloat()
+        probsZeroPoint = q.getInt("zero_point")
+        val threshold = card.optJSONObject("confidence")?.opt("threshold")
+        confidenceThreshold = (threshold as? Number)?.toDouble()
         interpreter = Interpreter(load(context, modelAsset), Interpreter.Options().setNumThreads(2))
     }
 
@@ -43,7 +62,10 @@ class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
         }
     }
 
-    /** Segment a uint8 gray image ([h] x [w]); the class map comes back at the image's own size. */
+    /**
+     * Segment a uint8 gray image ([h] x [w]); the class map comes back at the image's own size, with
+     * the head confidence from the same inference's probabilities (Python's `predict_device`).
+     */
     fun run(gray: ByteArray, h: Int, w: Int): Result {
         val (boxed, box) = Letterbox.apply(gray, h, w, size)
         val input = ByteBuffer.allocateDirect(size * size).order(ByteOrder.nativeOrder()).put(boxed)
@@ -56,6 +78,13 @@ class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
         val out = ByteArray(size * size)
         classMap.rewind()
         classMap.get(out)
-        return Result(Letterbox.undo(out, size, box, h, w), h, w, ms)
+        val original = Letterbox.undo(out, size, box, h, w)
+        val rawProbs = ByteArray(size * size * classes.size)
+        probs.rewind()
+        probs.get(rawProbs)
+        val p = Confidence.unletterboxProbs(Confidence.dequantize(rawProbs, probsScale, probsZeroPoint), size,
+            classes.size, box, h, w)
+        val confidence = Confidence.head(p, original, h, w, classes, Confidence.bandWidthPx(h, w, size))
+        return Result(original, h, w, ms, confidence)
     }
 }

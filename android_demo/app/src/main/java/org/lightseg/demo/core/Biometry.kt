@@ -18,6 +18,26 @@ data class Ellipse(val cx: Double, val cy: Double, val a: Double, val b: Double)
         }
 }
 
+/**
+ * The direct fit as fitted (no half-pixel growth: Python's `fit_ellipse_direct`) and its conic's
+ * quadratic form about the centre scaled to 1 on the ellipse: `sqrt(rho2(x, y))` is Python's
+ * `rho = sqrt((u/a)^2 + (v/b)^2)` in the ellipse's frame, so the confidence's residual needs no angle.
+ */
+class DirectFit(val ellipse: Ellipse, private val qa: Double, private val qb: Double, private val qc: Double) {
+    fun rho2(x: Double, y: Double): Double {
+        val dx = x - ellipse.cx
+        val dy = y - ellipse.cy
+        return qa * dx * dx + qb * dx * dy + qc * dy * dy
+    }
+}
+
+/**
+ * The head region of a mask as Python's `head_confidence` and `fit_head_ellipse` see it: the
+ * largest 8-connected component ([largestSize] pixels), [filled] with its holes
+ * (`binary_fill_holes`), and the centres of its outer-boundary pixels ([points], raster order).
+ */
+class HeadRegion(val largestSize: Int, val filled: BooleanArray, val points: List<DoubleArray>)
+
 data class HeadMeasurement(val ellipse: Ellipse, val pixelSizeMm: Double?) {
     private val scale = pixelSizeMm ?: 1.0
     val units: String = if (pixelSizeMm != null) "mm" else "px"
@@ -31,12 +51,23 @@ object Biometry {
 
     /** HC / BPD / OFD of the head in [classMap] ([h] x [w]); null when no head is found. */
     fun measure(classMap: ByteArray, h: Int, w: Int, classes: List<String>, pixelSizeMm: Double?): HeadMeasurement? {
-        val headIds = classes.withIndex().filter { it.index > 0 && it.value.toLowerCase() in HEAD_CLASS_NAMES }
-            .map { it.index }.toSet()
+        val headIds = headIds(classes).toSet()
         if (headIds.isEmpty()) return null
         val head = BooleanArray(h * w) { (classMap[it].toInt() and 0xFF) in headIds }
-        val ellipse = fitEllipse(boundary(largestComponent(head, h, w), h, w)) ?: return null
+        val ellipse = fitEllipse(headRegion(head, h, w).points) ?: return null
         return HeadMeasurement(ellipse, pixelSizeMm)
+    }
+
+    /** Ids of the head-like classes, ascending. */
+    fun headIds(classes: List<String>): List<Int> =
+        classes.withIndex().filter { it.index > 0 && it.value.toLowerCase() in HEAD_CLASS_NAMES }.map { it.index }
+
+    /** The largest component of [mask], filled, and its boundary points (see [HeadRegion]). */
+    fun headRegion(mask: BooleanArray, h: Int, w: Int): HeadRegion {
+        val largest = largestComponent(mask, h, w)
+        val size = largest.count { it }
+        val outside = outside(largest, h, w)
+        return HeadRegion(size, BooleanArray(h * w) { size > 0 && !outside[it] }, boundary(largest, outside, h, w))
     }
 
     /** The largest 8-connected component of [mask]. */
@@ -78,10 +109,10 @@ object Biometry {
     }
 
     /**
-     * Centres of the region's outer-boundary pixels: region pixels with a 4-neighbour in the
-     * background connected to the image border (so holes neither count nor need filling).
+     * The background reached from the image border through 4-connected non-[region] pixels: its
+     * complement is the region with its holes filled (`binary_fill_holes`).
      */
-    fun boundary(region: BooleanArray, h: Int, w: Int): List<DoubleArray> {
+    private fun outside(region: BooleanArray, h: Int, w: Int): BooleanArray {
         val outside = BooleanArray(h * w)
         val stack = java.util.ArrayDeque<Int>()
         fun seed(p: Int) {
@@ -101,6 +132,15 @@ object Biometry {
             if (x > 0) seed(p - 1)
             if (x < w - 1) seed(p + 1)
         }
+        return outside
+    }
+
+    /**
+     * Centres of the region's outer-boundary pixels: region pixels on the image edge or with a
+     * 4-neighbour [outside] (so holes neither count nor need filling: a hole pixel has no
+     * 4-neighbour outside, so these are the boundary pixels of the filled region too).
+     */
+    private fun boundary(region: BooleanArray, outside: BooleanArray, h: Int, w: Int): List<DoubleArray> {
         val pts = ArrayList<DoubleArray>()
         for (y in 0 until h) for (x in 0 until w) {
             val p = y * w + x
@@ -112,8 +152,17 @@ object Biometry {
         return pts
     }
 
-    /** Direct least-squares ellipse through [points], semi-axes grown by half a pixel; null if degenerate. */
+    /**
+     * The head ellipse (Python's `fit_head_ellipse`): [fitEllipseDirect] with the semi-axes grown by
+     * half a pixel, because the boundary runs through pixel centres, half a pixel inside the edge.
+     */
     fun fitEllipse(points: List<DoubleArray>): Ellipse? {
+        val e = fitEllipseDirect(points)?.ellipse ?: return null
+        return Ellipse(e.cx, e.cy, e.a + 0.5, e.b + 0.5)
+    }
+
+    /** Direct least-squares ellipse through [points], as fitted (see [DirectFit]); null if degenerate. */
+    fun fitEllipseDirect(points: List<DoubleArray>): DirectFit? {
         if (points.size < 5) return null
         var mx = 0.0
         var my = 0.0
@@ -156,10 +205,11 @@ object Biometry {
         val r1 = -Math.sqrt(num * (aa + cc + root)) / den
         val r2 = -Math.sqrt(num * (aa + cc - root)) / den
         if (r1.isNaN() || r2.isNaN()) return null
-        // Undo the normalisation; the boundary runs through pixel centres, half a pixel inside the edge.
-        val a = maxOf(r1, r2) * s + 0.5
-        val b = minOf(r1, r2) * s + 0.5
-        return Ellipse(cx * s + mx, cy * s + my, a, b)
+        // The conic about its centre is Q(d) + f0 (no linear term there): on the ellipse Q(d / s) = -f0.
+        val k = -(aa * cx * cx + bb * cx * cy + cc * cy * cy + dd * cx + ee * cy + ff) * s * s
+        // Undo the normalisation.
+        val e = Ellipse(cx * s + mx, cy * s + my, maxOf(r1, r2) * s, minOf(r1, r2) * s)
+        return DirectFit(e, aa / k, bb / k, cc / k)
     }
 }
 

@@ -84,6 +84,82 @@ class GoldenTest {
         assertTrue("no golden case has a head to measure", measured > 0)
     }
 
+    /** The golden case's probabilities as the app gets them: the raw tensor, dequantized per the card. */
+    private fun probs(case: Map<String, Any?>): FloatArray {
+        val card = MiniJson(File(dir, (manifest["model"] as String).replace(Regex("\\.tflite$"), ".json")).readText())
+            .parse() as Map<String, Any?>
+        val spec = (card["outputs"] as Map<String, Any?>)["probs"] as Map<String, Any?>
+        val bytes = raw(case, "probs")
+        if (spec["dtype"] == "float32") {
+            val buf = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer()
+            return FloatArray(buf.remaining()) { buf.get(it) }
+        }
+        val q = spec["quantization"] as Map<String, Double>?
+            ?: return FloatArray(bytes.size) { (bytes[it].toInt() and 0xFF).toFloat() }
+        return Confidence.dequantize(bytes, q.getValue("scale").toFloat(), q.getValue("zero_point").toInt())
+    }
+
+    /**
+     * Python's head confidence (`lightseg_tf.anatomy.confidence.head_confidence`) from the same class
+     * map and probabilities: score, components, raw numbers and structure margins within [CONFIDENCE_ATOL]
+     * (golden.py's CONFIDENCE_ATOL), and Python's verdict at each threshold the case lists. Prints one
+     * `confidence parity` line per case.
+     */
+    @Test
+    fun headConfidenceIsThatOfPython() {
+        var scored = 0
+        for (case in cases) {
+            val (h, w) = dims(case)
+            val want = case["confidence"] as Map<String, Any?>? ?: throw AssertionError(
+                "golden.json has no confidence for ${case["name"]}: regenerate it with lightseg export --golden")
+            val box = Letterbox.params(h, w, size)
+            val channels = classes.size
+            val p = Confidence.unletterboxProbs(probs(case), size, channels, box, h, w)
+            val band = Confidence.bandWidthPx(h, w, size)
+            val got = Confidence.head(p, raw(case, "class_map_original"), h, w, classes, band)
+            assertEquals("band of ${case["name"]}", want["band_px"] as Double, band, 1e-12)
+            val wantScore = want["score"] as Double
+            assertEquals("score of ${case["name"]}", wantScore, got.score, CONFIDENCE_ATOL)
+            var maxDiff = 0.0
+            val parts = listOf("components" to got.components, "raw" to got.raw, "structures" to got.structures)
+            for ((part, mine) in parts) {
+                val theirs = want[part] as Map<String, Double>
+                assertEquals("$part names of ${case["name"]}", theirs.keys, mine.keys)
+                for ((k, v) in theirs) {
+                    assertEquals("$part $k of ${case["name"]}", v, mine.getValue(k), CONFIDENCE_ATOL)
+                    maxDiff = maxOf(maxDiff, Math.abs(v - mine.getValue(k)))
+                }
+            }
+            println("confidence parity ${case["name"]} score=${got.score} python=$wantScore " +
+                "diff=${Math.abs(got.score - wantScore)} max_part_diff=$maxDiff")
+            for (row in want["verdicts"] as List<List<Any?>>) {
+                assertEquals("verdict of ${case["name"]} at threshold ${row[0]}", row[1],
+                    Confidence.verdict(got.score, row[0] as Double?))
+            }
+            if (got.components.isNotEmpty()) scored += 1
+        }
+        assertTrue("no golden case has a head to score", scored > 0)
+    }
+
+    /** golden.json's (score, threshold, verdict) rows: half-up on the shortest decimal form, as Python. */
+    @Test
+    fun verdictRoundsAsPython() {
+        val table = (manifest["confidence"] as Map<String, Any?>)["verdict_table"] as List<List<Any?>>
+        assertTrue("golden.json has no verdict table", table.isNotEmpty())
+        for (row in table) {
+            assertEquals("verdict of ${row[0]} at ${row[1]}", row[2],
+                Confidence.verdict(row[0] as Double, row[1] as Double?))
+        }
+        assertEquals(0.3, Confidence.roundHalfUp(0.295, 2), 0.0)
+        assertEquals(0.14, Confidence.roundHalfUp(0.1449999, 2), 0.0)
+        assertEquals(-0.3, Confidence.roundHalfUp(-0.295, 2), 0.0)
+        assertEquals(2.68, Confidence.roundHalfUp(2.675, 2), 0.0)
+        // The line lightseg measure prints (lightseg_tf/evaluation/measure.py _confidence).
+        assertEquals("confidence 0.30 (threshold 0.30)", Confidence.line(0.295, 0.3))
+        assertEquals("confidence 0.01 (uncalibrated: no threshold known)", Confidence.line(0.0149, null))
+        assertEquals("confidence 0.00 (threshold 0.05)", Confidence.line(0.0, 0.05))
+    }
+
     @Test
     fun ellipseFitRecoversARasterisedEllipse() {
         val (h, w) = Pair(120, 160)
@@ -112,5 +188,8 @@ class GoldenTest {
     companion object {
         /** Same algorithm in float64 on both sides: only rounding may differ. */
         const val RTOL = 1e-9
+
+        /** Same inputs; Python sums float32 margins, here float64: far below the 0.01 the score is shown at. */
+        const val CONFIDENCE_ATOL = 1e-4
     }
 }
