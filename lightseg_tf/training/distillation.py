@@ -209,7 +209,7 @@ def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str
     from lightseg_tf.training.distribute import describe_runtime, sync_batchnorm
     from lightseg_tf.training.ensemble import soft_vote
     from lightseg_tf.objectives.losses import build_loss
-    from lightseg_tf.training.trainer import TrainResult, fit_run, make_optimizer
+    from lightseg_tf.training.trainer import FAST_STEPS_PER_EXECUTION, TrainResult, fit_run, make_optimizer
 
     dc = cfg.distill
     data = cache.manifest.get("data", {})
@@ -253,7 +253,9 @@ def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str
         sync_batchnorm(student, strategy)
         distiller = Distiller(student, build_loss(cfg.loss), cache.num_classes, dc.alpha, dc.temperature,
                               soft_loss=dc.soft_loss)
-        distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile)
+        # The fast path's grouped steps (issue 17), as compile_for_training gives a plain student.
+        distiller.compile(optimizer=make_optimizer(cfg.train, steps), jit_compile=cfg.train.jit_compile,
+                          steps_per_execution=FAST_STEPS_PER_EXECUTION if cfg.train.fast_path else 1)
         distiller(np.zeros((1, *shape), np.float32))  # BackupAndRestore can only restore a built model
     if not dc.qat:  # the QAT wrapper's count adds its quantizer variables: not the student's size
         LOG.info("student %s: %s parameters%s", cfg.model.name, f"{student.count_params():,}",

@@ -65,3 +65,28 @@ def test_an_epoch_of_fit_ends_with_the_same_weights_loss_and_metric():
     assert hist["fast"]["mean_fg_dice"][0] == pytest.approx(hist["plain"]["mean_fg_dice"][0], abs=1e-6)
     for w_f, w_p in zip(fast.get_weights(), plain.get_weights()):
         np.testing.assert_allclose(w_f, w_p, atol=1e-5, rtol=1e-5)
+
+
+def test_a_distiller_epoch_is_the_same_on_the_fast_path():
+    """The distillation stage groups its steps too: same updates, losses and metric as step by step."""
+    from lightseg_tf.objectives.losses import build_loss
+    from lightseg_tf.training.distillation import Distiller
+    from lightseg_tf.training.trainer import FAST_STEPS_PER_EXECUTION
+
+    x, y = _batch()
+    rng = np.random.default_rng(5)
+    teacher = rng.dirichlet(np.ones(CLASSES), size=y.shape).astype(np.float32)
+    hist, weights = {}, {}
+    for steps in (FAST_STEPS_PER_EXECUTION, 1):
+        keras.utils.set_random_seed(0)
+        student = build_model("unet", (SIZE, SIZE, 1), CLASSES, base_filters=4, depth=2)
+        distiller = Distiller(student, build_loss(DLCE), CLASSES, alpha=0.5, temperature=1.0)
+        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=steps)
+        data = tf.data.Dataset.from_tensor_slices((x, (y, teacher))).batch(BATCH)
+        hist[steps] = distiller.fit(data, epochs=1, verbose=0, shuffle=False).history
+        weights[steps] = student.get_weights()
+    fast, plain = hist[FAST_STEPS_PER_EXECUTION], hist[1]
+    for key in ("loss", "hard_loss", "soft_loss", "mean_fg_dice"):
+        assert fast[key][0] == pytest.approx(plain[key][0], abs=1e-5), key
+    for w_f, w_p in zip(weights[FAST_STEPS_PER_EXECUTION], weights[1]):
+        np.testing.assert_allclose(w_f, w_p, atol=1e-5, rtol=1e-5)
