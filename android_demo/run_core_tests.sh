@@ -17,5 +17,6 @@ kotlinc -nowarn -cp "$JUNIT" -d "$OUT/classes" \
     "$HERE"/app/src/main/java/org/lightseg/demo/core/*.kt "$HERE"/app/src/test/java/org/lightseg/demo/core/*.kt
 KOTLIN_LIB=$(dirname "$(readlink -f "$(command -v kotlinc)")")/../lib
 STDLIB=$(ls "$KOTLIN_LIB"/kotlin-stdlib.jar /usr/share/java/kotlin-stdlib.jar 2>/dev/null | head -1)
-java -Dgolden.dir="$GOLDEN" -cp "$OUT/classes:$JUNIT:$HAMCREST:$STDLIB" org.junit.runner.JUnitCore \
-    org.lightseg.demo.core.GoldenTest
+java -Dgolden.dir="$GOLDEN" -Dtraining.domain.cases="$HERE/app/src/test/resources/training_domain_cases.json" \
+    -cp "$OUT/classes:$JUNIT:$HAMCREST:$STDLIB" org.junit.runner.JUnitCore \
+    org.lightseg.demo.core.GoldenTest org.lightseg.demo.core.TrainingDomainTest

@@ -27,6 +27,7 @@ from lightseg_tf.evaluation.measure import _confidence
 ROOT = REPO_ROOT
 WEB = ROOT / "tflite" / "web"
 GOLDEN = ROOT / "android_demo" / "app" / "src" / "test" / "resources" / "golden"
+TRAINING_DOMAIN_CASES = GOLDEN.parent / "training_domain_cases.json"  # also read by TrainingDomainTest.kt
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NODE = shutil.which("node")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=60000"]
@@ -72,19 +73,22 @@ console.log(JSON.stringify([
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed: core.js cannot run outside a browser")
 def test_core_js_training_domain_reads_new_and_older_cards():
+    """trainingDomain and the line shown beside a measurement, on the case table the Android core's
+    TrainingDomainTest reads too (new cards, older ones with only training_data, the golden card,
+    empty fields, a card that says nothing: "unknown (the card does not say)")."""
+    table = json.loads(TRAINING_DOMAIN_CASES.read_text())["cases"]
+    cards = [c["card"] if "card" in c else json.loads((GOLDEN / c["golden_card"]).read_text()) for c in table]
     script = f"""
-import {{ trainingDomain }} from {json.dumps((WEB / "core.js").as_uri())};
-console.log(JSON.stringify([
-  trainingDomain({{training_domain: {{dataset: "lightseg-phantom", format: "lightseg"}}}}),
-  trainingDomain({{training_domain: {{dataset: "hc18", format: "hc18"}}}}),
-  trainingDomain({{training_domain: null, training_data: {{path: "/runs/q/stages/data/phantom", format: "lightseg"}}}}),
-  trainingDomain({json.dumps(json.loads((GOLDEN / "student_int8.json").read_text()))}),
-  trainingDomain({{}})]));
+import {{ trainingDomain, trainingDomainLine }} from {json.dumps((WEB / "core.js").as_uri())};
+const cards = {json.dumps(cards)};
+console.log(JSON.stringify(cards.map((c) => [trainingDomain(c), trainingDomainLine(c)])));
 """
     out = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout) == ["lightseg-phantom (lightseg)", "hc18", "phantom (lightseg)",
-                                      "phantom (lightseg)", None]
+    got = json.loads(out.stdout)
+    assert len(table) >= 10 and any(c["domain"] is None for c in table) and any("golden_card" in c for c in table)
+    for case, (domain, line) in zip(table, got):
+        assert (domain, line) == (case["domain"], case["line"]), case["name"]
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@
 // core.js. URL parameters (for links and the automated test): ?model=URL&card=URL&image=URL&px=MM,
 // and &runs=N to time N inferences after a warm-up and report their median.
 import { Tensor, loadAndCompile, loadLiteRt } from "@litertjs/core";
-import { LOW_CONFIDENCE, bandWidthPx, cardThreshold, confidenceLine, dequantize, headConfidence, letterbox, measure,
-         overlay, trainingDomain, unletterbox, unletterboxProbs, verdict } from "./core.js";
+import { LOW_CONFIDENCE, UNKNOWN_TRAINING_DOMAIN, bandWidthPx, cardThreshold, confidenceLine, dequantize,
+         headConfidence, letterbox, measure, overlay, trainingDomain, trainingDomainLine, unletterbox,
+         unletterboxProbs, verdict } from "./core.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -71,7 +72,7 @@ async function setModel(bytes, card, modelName, cardName) {
   const domain = trainingDomain(card);
   $("model-info").textContent = `model: ${modelName}${card.name ? ` (${card.name})` : ""}, ` +
     `${card.input.size}x${card.input.size}, ${card.quantization || "?"}; trained on: ` +
-    (domain || "unknown (the card does not say)");
+    (domain || UNKNOWN_TRAINING_DOMAIN);
   Object.assign(document.body.dataset, { model: modelName, modelCard: card.name || "", trainingDomain: domain || "" });
 }
 
@@ -150,9 +151,6 @@ function report() {
   const px = parseFloat($("px").value) || null;
   const m = measure(state.classMap, state.h, state.w, state.card.classes.map((c) => c.name), px);
   const fmt = (v) => v.toFixed(1);
-  // The model's training domain beside the numbers: an HC from a phantom-trained model is not
-  // an HC from a model trained on real scans.
-  const domain = trainingDomain(state.card);
   // The model's confidence beside the numbers, judged against the card's calibrated threshold as
   // lightseg measure judges it; below it the measurement is flagged "low confidence: do not use".
   const conf = state.confidence, threshold = cardThreshold(state.card);
@@ -163,7 +161,9 @@ function report() {
     (m ? `HC ${fmt(m.hc)} ${m.units}, BPD ${fmt(m.bpd)} ${m.units}, OFD ${fmt(m.ofd)} ${m.units}` +
          (px ? "" : " (enter the pixel size for millimetres)") : "no head found") +
     ` — ${confText}` +
-    ` — model trained on: ${domain || "unknown (the card does not say)"}`;
+    // The model's training domain beside the numbers: an HC from a phantom-trained model is not
+    // an HC from a model trained on real scans.
+    ` — ${trainingDomainLine(state.card)}`;
   $("flag").textContent = judged === "low" ? LOW_CONFIDENCE : "";
   $("flag").hidden = judged !== "low";
   Object.assign(document.body.dataset, { confidence: conf ? String(conf.score) : "", confidenceStatus: judged });

@@ -253,6 +253,18 @@ export function trainingDomain(card) {
   return format && format !== name ? `${name} (${format})` : name;
 }
 
+/** What the page shows for a card that does not say what its model was trained on. */
+export const UNKNOWN_TRAINING_DOMAIN = "unknown (the card does not say)";
+
+/**
+ * The line shown beside a measurement: "model trained on: lightseg-phantom (lightseg)", or
+ * "model trained on: unknown (the card does not say)". The Android core's TrainingDomain.line is
+ * the same; both are held to android_demo/app/src/test/resources/training_domain_cases.json.
+ */
+export function trainingDomainLine(card) {
+  return `model trained on: ${trainingDomain(card) || UNKNOWN_TRAINING_DOMAIN}`;
+}
+
 // ---- Confidence: lightseg_tf.anatomy.confidence (score "lightseg-confidence/1"), ported ----
 // score = sqrt(margin_in * margin_band) * fit * border * fragments * area (see that module's
 // docstring and the README's "Confidence"). The inputs are the ones Python's device path uses for

@@ -26,9 +26,11 @@ import org.lightseg.demo.core.Overlay
 /**
  * Pick a gallery image or take a photo, letterbox it per the model card, run the bundled int8
  * model (assets/model.tflite + assets/model.json), show the overlay, the legend, the inference
- * time, HC / BPD once the user enters the pixel size, the model's confidence in the head it drew
- * and, below the card's calibrated threshold, "low confidence: do not use" in red above the
- * numbers (as `lightseg measure` flags it). All pixel logic is in `core/`.
+ * time, HC / BPD once the user enters the pixel size with what the model was trained on beside
+ * them ("model trained on: lightseg-phantom (lightseg)", from the card, as the browser demo shows
+ * it), the model's confidence in the head it drew and, below the card's calibrated threshold,
+ * "low confidence: do not use" in red above the numbers (as `lightseg measure` flags it). All
+ * pixel logic is in `core/`.
  */
 class MainActivity : AppCompatActivity() {
     private lateinit var segmenter: Segmenter
@@ -80,8 +82,11 @@ class MainActivity : AppCompatActivity() {
         } else {
             text.append("HC ${"%.1f".format(m.hc)} ${m.units}, BPD ${"%.1f".format(m.bpd)} ${m.units}, " +
                 "OFD ${"%.1f".format(m.ofd)} ${m.units}")
-            if (px == null) text.append("\nenter the pixel size for millimetres")
         }
+        // The model's training domain beside the numbers: an HC from a phantom-trained model is not
+        // an HC from a model trained on real scans.
+        text.append("\n").append(segmenter.trainingDomainLine)
+        if (m != null && px == null) text.append("\nenter the pixel size for millimetres")
         val threshold = segmenter.confidenceThreshold
         text.append("\n").append(Confidence.line(r.confidence.score, threshold))
         findViewById<TextView>(R.id.result).text = text

@@ -2,9 +2,11 @@ package org.lightseg.demo
 
 import android.content.Context
 import android.os.SystemClock
+import org.json.JSONArray
 import org.json.JSONObject
 import org.lightseg.demo.core.Confidence
 import org.lightseg.demo.core.Letterbox
+import org.lightseg.demo.core.TrainingDomain
 import org.tensorflow.lite.Interpreter
 import java.io.FileInputStream
 import java.nio.ByteBuffer
@@ -16,7 +18,7 @@ import java.nio.channels.FileChannel
  * The exported model and its card: uint8 gray [1, S, S, 1] in, uint8 class map [1, S, S] and uint8
  * probabilities [1, S, S, C] out (LiteRT's Interpreter, signature "serving_default"). The card's
  * SHA-256 is checked by the Python tools; here the card gives the size, classes, colours, the
- * probabilities' quantization and the calibrated confidence threshold.
+ * probabilities' quantization, the calibrated confidence threshold and what the model was trained on.
  */
 class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
     /** The class map at the image's size and the head [confidence] of the same inference. */
@@ -32,6 +34,9 @@ class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
 
     /** The card's "low confidence: do not use" threshold (lightseg calibrate), null when uncalibrated. */
     val confidenceThreshold: Double?
+
+    /** "model trained on: lightseg-phantom (lightseg)" (the card's training domain), shown beside every measurement. */
+    val trainingDomainLine: String
 
     init {
         val card = JSONObject(context.assets.open(cardAsset).bufferedReader().readText())
@@ -52,7 +57,18 @@ class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
         probsZeroPoint = q.getInt("zero_point")
         val threshold = card.optJSONObject("confidence")?.opt("threshold")
         confidenceThreshold = (threshold as? Number)?.toDouble()
+        trainingDomainLine = TrainingDomain.line(plainObject(card))
         interpreter = Interpreter(load(context, modelAsset), Interpreter.Options().setNumThreads(2))
+    }
+
+    /** org.json's tree as the core reads JSON: maps, lists, JSON null as null. */
+    private fun plainObject(o: JSONObject): Map<String, Any?> = o.keys().asSequence().associateWith { plain(o.get(it)) }
+
+    private fun plain(v: Any?): Any? = when (v) {
+        null, JSONObject.NULL -> null
+        is JSONObject -> plainObject(v)
+        is JSONArray -> List(v.length()) { plain(v.get(it)) }
+        else -> v
     }
 
     private fun load(context: Context, asset: String): MappedByteBuffer {
