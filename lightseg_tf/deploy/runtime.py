@@ -93,16 +93,22 @@ def check_card(card, card_path: str | Path) -> None:
         raise LightsegError(f"{card_path}: the model card {problem}; re-export the model with lightseg export")
 
 
+UNKNOWN_TRAINING_DOMAIN = "unknown (the card does not say)"  # the demos' words too
+
+
 def training_domain_text(card: dict) -> str | None:
     """What the carded model was trained on, as one line ("lightseg-phantom (lightseg)").
 
     From the card's ``training_domain`` (written by :func:`lightseg_tf.deploy.convert.build_card`);
     a card written before that field existed falls back to its ``training_data`` (folder name
     and format). None when the card says nothing. ``trainingDomain`` in ``tflite/web/core.js``
-    is the same rule.
+    is the same rule, and ``TrainingDomain`` in the Android core: all three are held to
+    ``android_demo/app/src/test/resources/training_domain_cases.json``.
     """
     domain, data = card.get("training_domain") or {}, card.get("training_data") or {}
-    name = domain.get("dataset") or (Path(data["path"]).name if data.get("path") else None)
+    # The folder's last name whichever OS wrote the card (a Windows path has no '/' for Path).
+    folder = [part for part in str(data.get("path") or "").replace("\\", "/").split("/") if part]
+    name = domain.get("dataset") or (folder[-1] if folder else None)
     fmt = domain.get("format") or data.get("format")
     if not name:
         return fmt

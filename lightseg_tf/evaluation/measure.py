@@ -17,7 +17,7 @@ from lightseg_tf.core.io import (read_class_mask, read_csv, read_gray, read_pil,
 from lightseg_tf.core.palette import overlay
 from lightseg_tf.data.phantom import CLASSES as PHANTOM_CLASSES
 from lightseg_tf.data.readers.hc18 import filled_head_mask
-from lightseg_tf.deploy.runtime import load_predictor, training_domain_text
+from lightseg_tf.deploy.runtime import UNKNOWN_TRAINING_DOMAIN, load_predictor, training_domain_text
 from lightseg_tf.evaluation.confidence import add_confidence, predict_with_confidence
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
@@ -92,7 +92,7 @@ def _domain(m: dict) -> list[str]:
     """The model card's training domain, shown next to every measurement made with a carded model."""
     if "training_domain" not in m:
         return []
-    return [f"model trained on: {m['training_domain'] or 'unknown (older model card)'}"]
+    return [f"model trained on: {m['training_domain'] or UNKNOWN_TRAINING_DOMAIN}"]
 
 
 def annotate(image: np.ndarray, mask: np.ndarray, m: dict, num_classes: int) -> Image.Image:

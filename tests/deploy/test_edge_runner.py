@@ -88,3 +88,20 @@ def test_runner_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(RUNNER), str(tmp_path / "none.tflite"), str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no such model file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_training_domain_follows_the_demos_case_table():
+    """Python's rule (lightseg measure) against the table the browser and Android tests read."""
+    import json
+    from pathlib import Path
+
+    from lightseg_tf.deploy.runtime import UNKNOWN_TRAINING_DOMAIN, training_domain_text
+
+    resources = Path(__file__).resolve().parents[2] / "android_demo/app/src/test/resources"
+    cases = json.loads((resources / "training_domain_cases.json").read_text())["cases"]
+    assert len(cases) >= 10
+    for case in cases:
+        card = case["card"] if "card" in case else json.loads((resources / "golden" / case["golden_card"]).read_text())
+        domain = training_domain_text(card)
+        assert domain == case["domain"], case["name"]
+        assert f"model trained on: {domain or UNKNOWN_TRAINING_DOMAIN}" == case["line"], case["name"]
