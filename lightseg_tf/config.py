@@ -118,7 +118,9 @@ class DistillConfig:
     teachers: list[str] = field(default_factory=list)  # cache teachers to use; empty = all
     weights_file: str = ""  # ensemble_weights.json; "" = CACHE/ensemble_weights.json if there, else equal
     alpha: float = 0.5  # weight of the hard (DLCE) loss; 1 - alpha goes to the soft term
-    temperature: float = 2.0
+    # 1 for cwd: the teachers' log-probabilities divided by T > 1 spread a small class's spatial
+    # target over the image (experiments/cwd_target_mass.py); kl is usually run at 2-4.
+    temperature: float = 1.0
     # The soft term (lightseg_tf.objectives.distill_losses): kl | kl_agree | kl_balanced | cwd | dist | dice.
     # cwd, not the paper's pixel-mean kl: on the phantom kl left CSP and LV at 0 Dice on every seed
     # (it fits the background and drops small classes) while cwd beat the labels-only student on
