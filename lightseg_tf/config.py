@@ -187,6 +187,7 @@ class PipelineConfig:
     export: list[str] = field(default_factory=lambda: ["int8"])  # TFLite variants to export
     explain_images: int = 2
     robustness: bool = True
+    robustness_images: int = 0  # test images through the corruption table (every model, severity); 0 = all
     biometry_images: int = 8
 
 
@@ -365,6 +366,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("pipeline.ensemble_folds", lambda v: v == 0 or v >= 2, "0 (no check) or >= 2"),
     ("pipeline.select_margin", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("pipeline.qat_epochs", lambda v: v >= 1, ">= 1"),
+    ("pipeline.robustness_images", lambda v: v >= 0, ">= 0 (0 = the whole test split)"),
     ("pipeline.qat_learning_rate", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
 ]
 

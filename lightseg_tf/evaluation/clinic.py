@@ -17,7 +17,7 @@ from lightseg_tf.runs import open_run
 
 def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, explain_images: int = 2,
                   robustness: bool = True, biometry_images: int = 8,
-                  models: dict[str, str | Path] | None = None) -> dict:
+                  models: dict[str, str | Path] | None = None, robustness_images: int = 0) -> dict:
     """Explain, stress and measure a trained student on its run's TEST split.
 
     Args:
@@ -29,6 +29,8 @@ def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, 
         biometry_images: test images measured (HC, BPD) from the TFLite prediction.
         models: the models whose robustness is measured, ``{label: run directory or .tflite}``;
             default the student's Keras model and ``tflite``.
+        robustness_images: the first this many test images go through the corruption table
+            (each is predicted by every model at every severity); 0 = the whole test split.
 
     Returns:
         ``{"explain": [png names], "biometry": [per image], "robustness_rows"?, "hc_error_mm"?}``;
@@ -51,9 +53,10 @@ def clinic_checks(student_run: str | Path, tflite: str | Path, out: str | Path, 
     if robustness:
         predictors = ({label: load_predictor(m) for label, m in models.items()} if models
                       else {"student (Keras)": keras_pred, f"{Path(tflite).stem} (TFLite)": tfl})
+        stressed = test.subset([r.id for r in test.records[:robustness_images]]) if robustness_images else test
         LOG.info("robustness: %s on %d test images, %d corruptions at graded severities -> %s",
-                 ", ".join(predictors), len(test), len(SEVERITIES), out / "robustness")
-        rows = robustness_table(predictors, test)
+                 ", ".join(predictors), len(stressed), len(SEVERITIES), out / "robustness")
+        rows = robustness_table(predictors, stressed)
         write_robustness(rows, out / "robustness")
         results["robustness_rows"] = len(rows)
     part = test.subset([r.id for r in test.records[:biometry_images]])

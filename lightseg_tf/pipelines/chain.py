@@ -264,7 +264,8 @@ def build_stages(cfg: Config) -> list[Stage]:
 
         tflite = _shipped_file(ctx)
         return clinic_checks(_shipped_run(ctx), tflite, out, pc.explain_images, pc.robustness,
-                             pc.biometry_images, {**_report_runs(ctx), _file_label(tflite): tflite})
+                             pc.biometry_images, {**_report_runs(ctx), _file_label(tflite): tflite},
+                             pc.robustness_images)
 
     def report(ctx, out):
         from lightseg_tf.evaluation.report import build_report
@@ -305,7 +306,8 @@ def build_stages(cfg: Config) -> list[Stage]:
         Stage("export", export, reads=pc.export, depends=("qat",) if pc.qat else ship, about=about["export"]),
         Stage("evaluate", evaluate, depends=("export",) + (("baseline",) if pc.baseline else ()),
               about=about["evaluate"]),
-        Stage("clinic", clinic, reads=[pc.explain_images, pc.robustness, pc.biometry_images],
+        Stage("clinic", clinic,
+              reads=[pc.explain_images, pc.robustness, pc.biometry_images, pc.robustness_images],
               depends=("export",), about=about["clinic"]),
         Stage("report", report, depends=("evaluate", "clinic"), about=about["report"]),
     ]

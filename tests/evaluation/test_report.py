@@ -1,5 +1,6 @@
 """The HTML report, rendered by a real headless Chromium (Debian's package): every section, no broken image."""
 
+import csv
 import json
 import re
 import shutil
@@ -42,9 +43,14 @@ def test_report_renders_in_chromium_with_every_section_and_image(tmp_path):
     assert main(["export", str(run), "--quant", "int8", "--out", str(tflite)]) == 0
     # the pipeline's clinical checks, into the run (where the report looks for robustness.json)
     clinic = clinic_checks(run, tflite, run, explain_images=1, biometry_images=3,
-                           models={"student (Keras)": run, "student int8": tflite})
+                           models={"student (Keras)": run, "student int8": tflite}, robustness_images=1)
     rows = json.loads((run / "robustness" / "robustness.json").read_text())
     assert {r["model"] for r in rows} == {"student (Keras)", "student int8"}
+    # robustness_images=1: the clean row is the first test image's score alone
+    first = next(csv.DictReader((run / "eval_test_per_image.csv").open()))
+    clean = next(r for r in rows if r["model"] == "student (Keras)" and r["level"] == 0)
+    assert all(clean[f"dice_{c}"] == pytest.approx(float(first[f"dice_{c}"]), abs=1e-6)
+               for c in ("background", "Brain", "CSP", "LV") if first[f"dice_{c}"] not in ("", "nan"))
     assert {r["corruption"] for r in rows} == set(SEVERITIES)
     out = tmp_path / "report.html"
     assert main(["report", str(run), "--out", str(out), "--examples", "2", "--tflite", str(tflite)]) == 0
