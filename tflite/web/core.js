@@ -21,8 +21,10 @@ export function letterboxParams(h, w, size) {
   return { padX: Math.floor((size - newW) / 2), padY: Math.floor((size - newH) / 2), newW, newH };
 }
 
-function axis(nOut, nIn) {
-  const lo = new Int32Array(nOut), hi = new Int32Array(nOut), frac = new Float32Array(nOut);
+// Bilinear sample positions at half-pixel centres, clamped to the edge (OpenCV INTER_LINEAR);
+// the weights kept in float32 for the letterbox, in float64 for the probabilities (unchanged callers).
+function axis(nOut, nIn, Frac = Float32Array) {
+  const lo = new Int32Array(nOut), hi = new Int32Array(nOut), frac = new Frac(nOut);
   for (let i = 0; i < nOut; i++) {
     const src = Math.min(Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0), nIn - 1);
     lo[i] = Math.floor(src);
@@ -284,25 +286,13 @@ export function dequantize(raw, quantization) {
   return out;
 }
 
-// Bilinear sample positions at half-pixel centres, clamped to the edge (OpenCV INTER_LINEAR).
-function linearAxis(nOut, nIn) {
-  const lo = new Int32Array(nOut), hi = new Int32Array(nOut), frac = new Float64Array(nOut);
-  for (let i = 0; i < nOut; i++) {
-    const src = Math.min(Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0), nIn - 1);
-    lo[i] = Math.floor(src);
-    hi[i] = Math.min(lo[i] + 1, nIn - 1);
-    frac[i] = src - lo[i];
-  }
-  return { lo, hi, frac };
-}
-
 /**
  * Crop the padding off size x size x channels probabilities and resize them bilinearly to h x w
  * (Python's unletterbox_probs, OpenCV INTER_LINEAR without antialiasing); float32 out, float64
  * weights (OpenCV's float32 weights differ by ~1e-7, far below what the score shows).
  */
 export function unletterboxProbs(probs, size, channels, box, h, w) {
-  const ys = linearAxis(h, box.newH), xs = linearAxis(w, box.newW);
+  const ys = axis(h, box.newH, Float64Array), xs = axis(w, box.newW, Float64Array);
   const out = new Float32Array(h * w * channels);
   for (let i = 0; i < h; i++) {
     const wy = ys.frac[i], r0 = (ys.lo[i] + box.padY) * size, r1 = (ys.hi[i] + box.padY) * size;
