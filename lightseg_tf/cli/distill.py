@@ -79,8 +79,8 @@ def run_ensemble_tune(args) -> int:
             print(f"left out of the vote: {name} ({why})")
         if result["cv"]:
             cv = result["cv"]
-            print(f"{cv['folds']}-fold held-out mean fg Dice: tuned {cv['tuned']:.4f}, equal {cv['equal']:.4f} "
-                  f"-> {result['weights_from']} weights")
+            print(f"{cv['folds']}-fold held-out mean fg Dice: tuned {cv['tuned']:.4f}, equal {cv['equal']:.4f}, "
+                  f"best teacher alone {cv['best_teacher']:.4f} -> {result['weights_from'].replace('_', ' ')}")
         print(f"weights {json.dumps(result['weights'])}; {args.trials} trials in {result['search_seconds']:.1f} s "
               f"({args.engine}); teachers disagree on {100 * result['disagreement']:.2f}% of pixels")
     return 0

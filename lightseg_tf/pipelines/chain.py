@@ -389,7 +389,7 @@ def _results_html(ctx: Context) -> str:
                        "there and compared with the best teacher on the same footing (its note); every other row "
                        "is scored at each image's original resolution.")
     weights = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in ens["weights"].items())
-    notes = [f"ensemble weights ({html.escape(ens.get('weights_from', 'tuned'))}): {weights}"]
+    notes = [f"ensemble weights ({html.escape(ens.get('weights_from', 'tuned').replace('_', ' '))}): {weights}"]
     notes += [f"left out of the vote: {html.escape(k)} ({html.escape(v)})" for k, v in ens.get("excluded", {}).items()]
     if sel := ctx.results.get("select"):
         notes.append(f"shipped: the {html.escape(sel['shipped'])} student ({html.escape(sel['reason'])})")

@@ -264,29 +264,50 @@ def screen_teachers(problem: VoteProblem, teachers: list[str], classes: list[str
 
 def cross_validate_weights(problem: VoteProblem, trials: int, engine: str = "optuna", seed: int = 0,
                            folds: int = 3) -> dict | None:
-    """K-fold check that tuned weights beat equal ones on images they were not tuned on.
+    """K-fold check of tuned weights, equal weights and the best single teacher on images none was
+    chosen on.
 
-    The images are shuffled (``seed``) into ``folds`` parts; the weights are tuned on all parts
-    but one and the held-out part is voted with them and with equal weights. The per-image
+    The images are shuffled (``seed``) into ``folds`` parts; on all parts but one the weights are
+    tuned and the best teacher (highest mean fg Dice) is picked, and the held-out part is voted
+    with the tuned weights, with equal weights, and predicted by that teacher alone. The per-image
     confusions of all held-out parts are pooled into one mean foreground Dice per variant.
 
     Returns:
-        ``{"folds", "tuned", "equal"}`` (pooled held-out Dice), or None with fewer than 2 images per fold.
+        ``{"folds", "tuned", "equal", "best_teacher"}`` (pooled held-out Dice), or None with fewer
+        than 2 images per fold.
     """
     n = problem.n_images
     if folds < 2 or n < 2 * folds:
         return None
     order = np.random.default_rng(seed).permutation(n)
-    tuned_cms, equal_cms = [], []
+    cms: dict[str, list] = {"tuned": [], "equal": [], "best_teacher": []}
     for k in range(folds):
         held = np.sort(order[k::folds])
-        fit = np.setdiff1d(order, held)
-        w = tune_weights(problem.subset(fit), trials, engine, seed)["weights"]
+        fit = problem.subset(np.setdiff1d(order, held))
+        w = tune_weights(fit, trials, engine, seed)["weights"]
+        best = _best_teacher(fit)
         part = problem.subset(held)
-        tuned_cms.append(part.confusions("weighted", w))
-        equal_cms.append(part.confusions("soft"))
-    return {"folds": folds, "tuned": mean_fg_dice_from_confusions(np.concatenate(tuned_cms)),
-            "equal": mean_fg_dice_from_confusions(np.concatenate(equal_cms))}
+        cms["tuned"].append(part.confusions("weighted", w))
+        cms["equal"].append(part.confusions("soft"))
+        cms["best_teacher"].append(part.teacher_confusions(best))
+    return {"folds": folds, **{k: mean_fg_dice_from_confusions(np.concatenate(v)) for k, v in cms.items()}}
+
+
+def _best_teacher(problem: VoteProblem) -> int:
+    """Index of the teacher with the highest mean foreground Dice on ``problem``'s images."""
+    return int(np.argmax([mean_fg_dice_from_confusions(problem.teacher_confusions(t))
+                          for t in range(problem.n_teachers)]))
+
+
+def vote_choice(cv: dict | None) -> str:
+    """What the ensemble stage uses, from :func:`cross_validate_weights`: ``"equal"`` weights (the
+    regularised vote) unless ``"tuned"`` ones beat them on held-out folds, and ``"best_teacher"``
+    alone when it beats both votes there (a vote is only worth distilling when it helps);
+    ``"tuned"`` without a check."""
+    if cv is None:
+        return "tuned"
+    vote = "tuned" if cv["tuned"] > cv["equal"] else "equal"
+    return "best_teacher" if cv["best_teacher"] > cv[vote] else vote
 
 
 # --------------------------------------------------------------------------------- reports
@@ -327,14 +348,16 @@ def tune_cache(cache_dir: str | Path, trials: int = 100, engine: str = "optuna",
     if ``folds``-fold cross-validation shows tuned weights beating equal ones on held-out
     images (:func:`cross_validate_weights`): a few validation images let a search fit their
     noise (a demo run put 0.994 on one of two teachers and lost to that teacher on test), and
-    equal weights are the regularised choice it must beat. The table of each teacher vs the
+    equal weights are the regularised choice it must beat. When the best teacher alone beats
+    both votes on the held-out folds, it is the "ensemble" (weight 1): a vote of one good and
+    one weaker teacher can sit below the good one (:func:`vote_choice`). The table of each teacher vs the
     three votes is computed on ``report_split`` (default: ``test`` when the cache holds it, else
     ``split``), so the weighted ensemble is not judged on the images its weights were fitted to.
 
     Returns:
         The written result: teachers, weights, engine, splits, the search trials and the table,
-        ``excluded`` (teacher -> reason), ``cv`` (held-out Dice of tuned and equal weights) and
-        ``weights_from`` ("tuned" or "equal").
+        ``excluded`` (teacher -> reason), ``cv`` (held-out Dice of tuned weights, equal weights
+        and the best teacher alone) and ``weights_from`` ("tuned", "equal" or "best_teacher").
     """
     from lightseg_tf.training.teacher_cache import TeacherCache
 
@@ -355,14 +378,20 @@ def tune_cache(cache_dir: str | Path, trials: int = 100, engine: str = "optuna",
     out = Path(out or cache_dir)
     search = tune_weights(voters, trials, engine, seed, workdir=out / "kerastuner")
     cv = cross_validate_weights(voters, trials, engine, seed, folds) if len(kept) > 1 else None
-    use_tuned = cv is None or cv["tuned"] > cv["equal"]
-    kept_w = search["weights"] if use_tuned else normalise_weights(np.ones(len(kept)), len(kept)).tolist()
+    choice = vote_choice(cv)
+    if choice == "tuned":
+        kept_w = search["weights"]
+    elif choice == "equal":
+        kept_w = normalise_weights(np.ones(len(kept)), len(kept)).tolist()
+    else:
+        kept_w = np.eye(len(kept))[_best_teacher(voters)].tolist()
     weights = [0.0] * len(names)
     for t, w in zip(kept, kept_w):
         weights[t] = float(w)
     if cv is not None:
-        LOG.info("weights cross-validated on %d folds of %s: tuned %.4f vs equal %.4f held-out mean fg Dice -> %s",
-                 cv["folds"], split, cv["tuned"], cv["equal"], "tuned" if use_tuned else "equal")
+        LOG.info("weights cross-validated on %d folds of %s: tuned %.4f vs equal %.4f vs the best teacher alone "
+                 "%.4f held-out mean fg Dice -> %s", cv["folds"], split, cv["tuned"], cv["equal"],
+                 cv["best_teacher"], choice.replace("_", " "))
     if report_split is None:
         has_test = bool(cache.splits.get("test")) and all(
             "test" in cache.manifest["teachers"][t]["files"] for t in names)
@@ -373,14 +402,14 @@ def tune_cache(cache_dir: str | Path, trials: int = 100, engine: str = "optuna",
     result = {"teachers": names, "weights": dict(zip(names, weights)), "split": split,
               "table_split": report_split, "engine": engine, "trials": trials,
               "mean_fg_dice": problem.mean_fg_dice("weighted", weights), "excluded": excluded, "cv": cv,
-              "weights_from": "tuned" if use_tuned else "equal", "prepare_seconds": round(prep, 3),
+              "weights_from": choice, "prepare_seconds": round(prep, 3),
               "search_seconds": search["seconds"], "disagreement": problem.disagreement, "table": rows,
               "history": search["trials"]}
     write_json_atomic(out / "ensemble_weights.json", result)
     notes = "".join(f"Left out: {name} ({why}).\n" for name, why in excluded.items())
     if cv is not None:
-        notes += (f"Weights: {result['weights_from']} ({cv['folds']}-fold held-out mean fg Dice on {split}: "
-                  f"tuned {cv['tuned']:.4f}, equal {cv['equal']:.4f}).\n")
+        notes += (f"Weights: {choice.replace('_', ' ')} ({cv['folds']}-fold held-out mean fg Dice on {split}: "
+                  f"tuned {cv['tuned']:.4f}, equal {cv['equal']:.4f}, best teacher alone {cv['best_teacher']:.4f}).\n")
     write_text_atomic(out / "ensemble_table.md", f"Tuned on {split}, scored on {report_split}.\n{notes}\n"
                       + table_markdown(rows) + "\n")
     return result

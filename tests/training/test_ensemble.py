@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lightseg_tf.training.ensemble import (VoteProblem, build_ensemble_model, cross_validate_weights, majority_vote,
+                                           vote_choice,
                                            mean_fg_dice_from_confusions, screen_teachers, soft_vote,
                                            summarise_confusions, tune_cache, tune_weights)
 from lightseg_tf.errors import LightsegError
@@ -191,4 +192,27 @@ def test_equal_weights_are_kept_unless_tuned_ones_win_on_held_out_folds(tmp_path
     result = tune_cache(root, trials=10, folds=3, screen=0)
     assert result["cv"]["tuned"] == result["cv"]["equal"] and result["weights_from"] == "equal"
     assert result["weights"] == {"a": 0.5, "b": 0.5}
+    assert result["cv"]["best_teacher"] == result["cv"]["equal"]  # a tie keeps the vote
     assert cross_validate_weights(VoteProblem(same, labels[:]).subset([0, 1, 2]), trials=3, folds=3) is None
+
+
+def test_the_best_teacher_alone_replaces_a_vote_that_does_not_help(tmp_path, monkeypatch):
+    """The check scores the teacher picked on the fit folds on the held-out ones; when it beats both
+    votes there, the 'ensemble' is the teacher best on the whole split, with weight 1."""
+    probs, labels = _perfect_and_noisy(n=12)
+    cv = cross_validate_weights(VoteProblem(probs, labels), trials=3, folds=3)
+    assert cv["best_teacher"] == pytest.approx(1.0)  # the perfect teacher, found on every fit part
+    assert vote_choice({"folds": 3, "tuned": 0.7, "equal": 0.8, "best_teacher": 0.8}) == "equal"  # ties keep the vote
+    assert vote_choice({"folds": 3, "tuned": 0.81, "equal": 0.8, "best_teacher": 0.805}) == "tuned"
+    assert vote_choice({"folds": 3, "tuned": 0.81, "equal": 0.8, "best_teacher": 0.82}) == "best_teacher"
+    assert vote_choice(None) == "tuned"
+    import lightseg_tf.training.ensemble as ensemble
+
+    monkeypatch.setattr(ensemble, "cross_validate_weights",
+                        lambda *a, **k: {"folds": 3, "tuned": 0.6, "equal": 0.7, "best_teacher": 0.9})
+    root = _write_cache(tmp_path / "cache", probs, labels)
+    result = tune_cache(root, trials=3, folds=3, screen=0)
+    assert result["weights_from"] == "best_teacher"
+    assert result["weights"] == {"perfect": 1.0, "n1": 0.0, "n2": 0.0, "n3": 0.0}
+    assert "Weights: best teacher (3-fold held-out mean fg Dice on val: tuned 0.6000, equal 0.7000, best teacher " \
+           "alone 0.9000)" in (root / "ensemble_table.md").read_text()
