@@ -63,6 +63,9 @@ class DataConfig:
     rare_class_fraction: float = 0.5  # a class is rare when fewer than this share of images hold it
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     phantom_n: int = 96  # used when path is empty
+    # More phantom images, written without masks: the split's unlabelled side, which the teachers
+    # label for distillation (distill.unlabelled) and nothing else reads.
+    phantom_unlabelled: int = 0
     phantom_seed: int = 0
 
 
@@ -128,6 +131,9 @@ class DistillConfig:
     soft_loss: Literal["kl", "kl_agree", "kl_balanced", "cwd", "dist", "dice"] = "cwd"
     init_from: str = ""  # run directory or model file whose weights start the student
     qat: bool = False  # distil into the quantization-aware (fake-quantized) student
+    # Also distil on the split's unlabelled images (no mask) when the cache holds the teachers'
+    # probabilities for them: the vote's argmax is their hard label, the vote their soft target.
+    unlabelled: bool = True
 
 
 def _default_space() -> dict[str, dict[str, Any]]:
@@ -173,6 +179,9 @@ class PipelineConfig:
 
     teachers: dict[str, dict[str, Any]] = field(default_factory=_default_teachers)
     teacher_epochs: int = 0  # 0 = train.epochs
+    # Epochs of the distilled student; 0 = train.epochs. With unlabelled images each epoch is longer:
+    # e.g. train.epochs x labelled / (labelled + unlabelled) gives the labels-only twin's step count.
+    distill_epochs: int = 0
     ensemble_engine: Literal["optuna", "kerastuner"] = "optuna"
     ensemble_trials: int = 100
     # A teacher whose Dice on some class is < this x the best teacher's is left out of the vote (0 = keep all).
@@ -349,6 +358,8 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.oversample_rare", lambda v: v >= 1, ">= 1"),
     ("data.rare_class_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("data.phantom_n", lambda v: v >= 3, ">= 3 (train, val and test each need an image)"),
+    ("data.phantom_unlabelled", lambda v: v >= 0, ">= 0"),
+    ("pipeline.distill_epochs", lambda v: v >= 0, ">= 0 (0 = train.epochs)"),
     *[(f"data.augment.{k}", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
       for k in ("affine", "hflip", "vflip", "brightness_contrast", "blur", "grid_distortion", "elastic", "speckle")],
     ("train.epochs", lambda v: v >= 1, ">= 1"),

@@ -83,7 +83,8 @@ def resolve_dataset(cfg: DataConfig, run_dir: Path, create: bool = True) -> SegD
             raise LightsegError(f"{target}: the run's phantom data is missing; rerun the training command "
                                 f"(it rewrites the same phantom) or set data.path")
         LOG.info("no data.path: writing %d phantom images to %s", cfg.phantom_n, target)
-        write_phantom_dataset(target, cfg.phantom_n, size=max(cfg.image_size, 128), seed=cfg.phantom_seed)
+        write_phantom_dataset(target, cfg.phantom_n, size=max(cfg.image_size, 128), seed=cfg.phantom_seed,
+                              unlabelled=cfg.phantom_unlabelled)
     return read_dataset(target, "lightseg")
 
 

@@ -11,6 +11,8 @@ def register(data_sub) -> None:
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
+    p.add_argument("--unlabelled", type=int, default=0,
+                   help="more images without masks (the split's unlabelled side, for distillation; default 0)")
     p.set_defaults(func=run_synth)
 
     p = data_sub.add_parser(
@@ -29,9 +31,9 @@ def run_synth(args) -> int:
     from lightseg_tf.data.phantom import write_phantom_dataset
     from lightseg_tf.errors import LightsegError
 
-    if args.n < 1 or args.size < 32:
-        raise LightsegError("--n must be >= 1 and --size >= 32")
-    out = write_phantom_dataset(args.out, args.n, args.size, args.seed, progress=True)
+    if args.n < 1 or args.size < 32 or args.unlabelled < 0:
+        raise LightsegError("--n must be >= 1, --size >= 32 and --unlabelled >= 0")
+    out = write_phantom_dataset(args.out, args.n, args.size, args.seed, progress=True, unlabelled=args.unlabelled)
     print(out)
     return 0
 

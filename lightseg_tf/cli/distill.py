@@ -16,7 +16,8 @@ def register(sub) -> None:
     q.add_argument("--out", required=True, help="cache folder (created, or extended with more teachers)")
     q.add_argument("--data", default=None, help="dataset folder (default: the runs' own)")
     q.add_argument("--format", default=None, help="reader name for --data (default: detect)")
-    q.add_argument("--splits", default="train,val", help="comma-separated splits to cache (default train,val)")
+    q.add_argument("--splits", default="train,val", help="comma-separated splits to cache (default train,val; "
+                   "add unlabelled to distil on the split's images without masks)")
     q.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
     q.add_argument("--batch-size", type=int, default=8)
     q.set_defaults(func=run_predict)

@@ -184,27 +184,29 @@ def make_phantom(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
 
 
 def write_phantom_dataset(out: str | Path, n: int, size: int = 256, seed: int = 0,
-                          progress: bool = False) -> Path:
-    """Write ``n`` phantoms as a native lightseg dataset folder.
+                          progress: bool = False, unlabelled: int = 0) -> Path:
+    """Write ``n`` phantoms (and ``unlabelled`` more without masks) as a native lightseg dataset folder.
 
     Layout: ``OUT/images/NNNN.png`` (8-bit gray), ``OUT/masks/NNNN.png`` (class ids),
     ``OUT/meta.csv`` (id, subject, plane, pixel_size_mm, hc_mm, csp_width_mm, lv_width_mm,
     cx, cy, a, b, angle_deg) and ``OUT/dataset.json``. Image ``i`` depends only on
     ``(seed, i)``, so the same seed always gives the same bytes. Every file is written
-    atomically; ``dataset.json`` last, so a folder without it is incomplete.
+    atomically; ``dataset.json`` last, so a folder without it is incomplete. Images
+    ``n .. n + unlabelled - 1`` get no mask file: the unannotated scans a user has in plenty,
+    which the teachers label for distillation (the split's ``unlabelled`` side).
 
     Returns:
         The output folder.
     """
-    if n < 1 or size < 32:
-        raise ValueError("need n >= 1 and size >= 32")
+    if n < 1 or size < 32 or unlabelled < 0:
+        raise ValueError("need n >= 1, unlabelled >= 0 and size >= 32")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     fields = ["id", "subject", "plane", "pixel_size_mm", "hc_mm", "csp_width_mm", "lv_width_mm",
               "cx", "cy", "a", "b", "angle_deg"]
     rows = []
-    indices = range(n)
+    indices = range(n + unlabelled)
     if progress:
         indices = progress_bar(indices, "phantom")
     for i in indices:
@@ -212,7 +214,8 @@ def write_phantom_dataset(out: str | Path, n: int, size: int = 256, seed: int = 
         image, mask, t = make_phantom(size, rng)
         rid = f"{i:05d}"
         write_png_atomic(out / "images" / f"{rid}.png", np.round(image[..., 0] * 255).astype(np.uint8))
-        write_png_atomic(out / "masks" / f"{rid}.png", mask.astype(np.uint8))
+        if i < n:
+            write_png_atomic(out / "masks" / f"{rid}.png", mask.astype(np.uint8))
         rows.append({
             "id": rid, "subject": f"s{rid}", "plane": PLANE,
             **{k: f"{getattr(t, k):.6f}" for k in fields[3:]},
@@ -220,7 +223,7 @@ def write_phantom_dataset(out: str | Path, n: int, size: int = 256, seed: int = 
     write_csv_atomic(out / "meta.csv", rows, fields)
     write_json_atomic(out / "dataset.json", {
         "format": "lightseg", "name": "lightseg-phantom", "classes": list(CLASSES),
-        "plane": PLANE, "size": size, "n": n, "seed": seed,
+        "plane": PLANE, "size": size, "n": n, "unlabelled": unlabelled, "seed": seed,
         "note": "synthetic trans-ventricular fetal head phantom; Brain includes the skull",
     })
     return out

@@ -17,6 +17,14 @@ from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import read_json_file, write_json_atomic
 
 SPLITS = ("train", "val", "test")
+# Images without a mask: never trained, validated or tested on, only labelled by the teachers for
+# distillation (the transfer set). A split holds this side only when the dataset has such images.
+UNLABELLED = "unlabelled"
+
+
+def sides(split: dict[str, list[str]]) -> tuple[str, ...]:
+    """The sides ``split`` holds: train, val, test, then unlabelled when it has one."""
+    return (*SPLITS, UNLABELLED) if split.get(UNLABELLED) else SPLITS
 
 
 HC_BLOCK = 10  # subjects per HC stratum: each stratum is dealt over the sides in turn
@@ -65,9 +73,12 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
     circumference (HC18), the shuffle is within blocks of :data:`HC_BLOCK` subjects of similar
     HC, so each side covers the whole range of head sizes (HC18's subject numbers rise with
     gestational age: a split by number or by chance can leave a side without the largest heads).
+    Images without a mask go to the ``unlabelled`` side (subjects holding one are dealt there
+    whole, so no subject's unlabelled scan is distilled on while its annotated one is tested).
 
     Returns:
-        ``{"train": [ids], "val": [ids], "test": [ids]}`` with record ids in dataset order.
+        ``{"train": [ids], "val": [ids], "test": [ids]}`` with record ids in dataset order, plus
+        ``"unlabelled": [ids]`` when the dataset has images without a mask.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise LightsegError(
@@ -76,6 +87,10 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
     by_subject: dict[str, list] = defaultdict(list)
     for r in dataset.records:
         by_subject[r.subject].append(r)
+    unlabelled = {s for s, recs in by_subject.items() if any(r.mask is None for r in recs)}
+    if len(unlabelled) == len(by_subject):
+        unlabelled = set()  # no annotations at all (e.g. a DICOM folder): split the images as they are
+    by_subject = {s: recs for s, recs in by_subject.items() if s not in unlabelled}
     by_plane: dict[str, list[str]] = defaultdict(list)
     for subject, recs in by_subject.items():
         planes = [r.plane or "" for r in recs]
@@ -89,7 +104,8 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
         side_of.update(dict.fromkeys(held, "test"))
         by_plane = {p: [s for s in subjects if s not in held] for p, subjects in by_plane.items()}
         n_rest = sum(len(v) for s, v in by_subject.items() if s not in held)
-        val_share = min(val_fraction * len(dataset.records) / max(n_rest, 1), 1.0)
+        n_all = sum(len(v) for v in by_subject.values())
+        val_share = min(val_fraction * n_all / max(n_rest, 1), 1.0)
         targets = {"train": 1 - val_share, "val": val_share, "test": 0.0}
     else:
         targets = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
@@ -104,9 +120,10 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
             side = max(SPLITS, key=lambda k: targets[k] * dealt - filled[k] if targets[k] > 0 else -np.inf)
             side_of[s] = side
             filled[side] += len(by_subject[s])
+    side_of.update(dict.fromkeys(unlabelled, UNLABELLED))
     split = {k: [] for k in SPLITS}
     for r in dataset.records:
-        split[side_of[r.subject]].append(r.id)
+        split.setdefault(side_of[r.subject], []).append(r.id)
     return split
 
 
@@ -117,7 +134,7 @@ def check_split(split: dict[str, list[str]], dataset: SegDataset, where: str = "
         raise LightsegError(f"{where}: missing sides {missing}")
     side_of_subject: dict[str, str] = {}
     seen: set[str] = set()
-    for side in SPLITS:
+    for side in sides(split):
         for rid in split[side]:
             if rid in seen:
                 raise LightsegError(f"{where}: image {rid!r} appears twice")
@@ -130,7 +147,7 @@ def check_split(split: dict[str, list[str]], dataset: SegDataset, where: str = "
 
 def save_split(split: dict[str, list[str]], path: str | Path, **info) -> None:
     """Write the split JSON (atomically), with optional provenance ``info``."""
-    write_json_atomic(path, {**{k: list(split[k]) for k in SPLITS}, "info": info})
+    write_json_atomic(path, {**{k: list(split[k]) for k in sides(split)}, "info": info})
 
 
 def load_split(path: str | Path, dataset: SegDataset | None = None) -> dict[str, list[str]]:
@@ -140,6 +157,8 @@ def load_split(path: str | Path, dataset: SegDataset | None = None) -> dict[str,
     if not isinstance(data, dict):
         raise LightsegError(f"{path}: a split file is a JSON object of train/val/test id lists")
     split = {k: list(data.get(k, [])) for k in SPLITS}
+    if data.get(UNLABELLED):
+        split[UNLABELLED] = list(data[UNLABELLED])
     if dataset is not None:
         check_split(split, dataset, str(path))
     return split

@@ -39,6 +39,12 @@ def load_letterboxed(dataset: SegDataset, index: int, size: int) -> tuple[np.nda
     return image.astype(np.float32), letterbox_mask(mask, size).astype(np.int32)
 
 
+def load_letterboxed_image(dataset: SegDataset, index: int, size: int) -> np.ndarray:
+    """Decode record ``index``'s image alone (it may have no mask) and letterbox it: float32 ``[S, S, 1]``."""
+    image, _ = letterbox_image(dataset.load_image(dataset.records[index]), size)
+    return image.astype(np.float32)
+
+
 def letterboxed_sample(dataset: SegDataset, size: int, n: int = 64) -> np.ndarray:
     """The first ``n`` images of ``dataset`` letterboxed as in training: float32 ``[n, S, S, 1]``.
 
@@ -61,7 +67,8 @@ def repeat_counts(dataset: SegDataset, factor: float, rare_fraction: float) -> n
         return np.ones(n, np.int64)
     presence = np.zeros((n, dataset.num_classes), bool)
     for i, rec in enumerate(dataset.records):
-        presence[i, np.unique(dataset.load_mask(rec))] = True
+        if rec.mask is not None:  # an unlabelled image (teacher-labelled) is never repeated
+            presence[i, np.unique(dataset.load_mask(rec))] = True
     share = presence.mean(axis=0)
     rare = np.flatnonzero((share < rare_fraction) & (np.arange(dataset.num_classes) > 0))
     holds_rare = presence[:, rare].any(axis=1) if rare.size else np.zeros(n, bool)
@@ -79,6 +86,7 @@ def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: 
         training: shuffle, oversample and augment when True; plain ordered batches otherwise.
         seed: seed for shuffling and, in deterministic mode, augmentation.
         soft_targets: ``i -> [S, S, C]`` probabilities of letterboxed record ``i`` (a teacher's).
+            A record without a mask then gets their argmax as its mask (a pseudo-label).
         num_classes: C of the soft targets (default: the dataset's).
 
     Returns:
@@ -95,10 +103,12 @@ def make_dataset(dataset: SegDataset, cfg: DataConfig, *, training: bool, seed: 
         types.append(tf.float32)
 
     def _load(i):
-        image, mask = load_letterboxed(dataset, int(i), size)
         if soft_targets is None:
-            return image, mask
-        return image, mask, np.asarray(soft_targets(int(i)), np.float32)
+            return load_letterboxed(dataset, int(i), size)
+        soft = np.asarray(soft_targets(int(i)), np.float32)
+        if dataset.records[int(i)].mask is None:
+            return load_letterboxed_image(dataset, int(i), size), soft.argmax(-1).astype(np.int32), soft
+        return (*load_letterboxed(dataset, int(i), size), soft)
 
     def _fix(*xs):  # numpy_function forgets static shapes
         return tuple(tf.ensure_shape(x, s) for x, s in zip(xs, shapes))

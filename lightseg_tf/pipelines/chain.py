@@ -93,7 +93,7 @@ def prepare_data(cfg: Config, out: Path) -> dict:
     else:
         if not (out / "phantom" / "dataset.json").exists():
             write_phantom_dataset(out / "phantom", cfg.data.phantom_n, size=max(cfg.data.image_size, 128),
-                                  seed=cfg.data.phantom_seed)
+                                  seed=cfg.data.phantom_seed, unlabelled=cfg.data.phantom_unlabelled)
         dataset = read_dataset(out / "phantom", "lightseg")
     split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
                       cfg.data.split_seed, write_to=out / "split.json", test_holdout=cfg.data.test_holdout)
@@ -146,8 +146,11 @@ def build_stages(cfg: Config) -> list[Stage]:
     def cache(ctx, out):
         from lightseg_tf.training.teacher_cache import predict_teachers
 
+        from lightseg_tf.data.split import sides
+        from lightseg_tf.runs import open_run
+
         runs = [ctx.stage_dir("teachers") / name for name in pc.teachers]
-        predict_teachers(runs, out, splits=("train", "val", "test"))
+        predict_teachers(runs, out, splits=sides(open_run(runs[0]).split))
         return {"teachers": list(pc.teachers)}
 
     def ensemble(ctx, out):
@@ -163,7 +166,8 @@ def build_stages(cfg: Config) -> list[Stage]:
 
         from lightseg_tf.training.teacher_cache import TeacherCache
 
-        res = run_distill(_student_cfg(cfg, ctx, "student"), out / "student")
+        res = run_distill(_student_cfg(cfg, ctx, "student", **{"train.epochs": pc.distill_epochs or cfg.train.epochs}),
+                          out / "student")
         ens = ctx.results["ensemble"]
         cols = [k for k in ens["table"][0] if k != "model"]
         rows = [[r["model"], *(r[c] for c in cols)] for r in ens["table"]]
@@ -200,8 +204,9 @@ def build_stages(cfg: Config) -> list[Stage]:
         src = _shipped_run(ctx)
         # The labels-only student ships when distillation did not pay: fine-tune it on the labels too.
         labels_only = {"distill.alpha": 1.0} if src != ctx.stage_dir("distill") / "student" else {}
+        # On the labelled images only: QAT adapts the weights to int8 rounding, which needs no new images.
         qcfg = _student_cfg(cfg, ctx, "qat", **{
-            "distill.qat": True, "distill.init_from": str(src),
+            "distill.qat": True, "distill.init_from": str(src), "distill.unlabelled": False,
             "train.epochs": pc.qat_epochs, "train.learning_rate": pc.qat_learning_rate,
             "train.schedule": "constant", **labels_only})
         res = run_distill(qcfg, out / "qat")
@@ -326,12 +331,15 @@ def _about(cfg: Config) -> dict[str, str]:
     checks = ["GradCAM++ panels"] + (["robustness of every model (teachers, students, TFLite)"] if pc.robustness else [])
     return {
         "data": (f"read {cfg.data.path} ({cfg.data.format})" if cfg.data.path
-                 else f"write a phantom of {cfg.data.phantom_n} images") + " and split it into train / val / test",
+                 else f"write a phantom of {cfg.data.phantom_n} images"
+                 + (f" and {cfg.data.phantom_unlabelled} unlabelled ones" if cfg.data.phantom_unlabelled else ""))
+                + " and split it into train / val / test",
         "teachers": f"train {_count(len(pc.teachers), 'teacher')}: {teachers}",
-        "cache": "store each teacher's probabilities on train, val and test",
+        "cache": "store each teacher's probabilities on train, val, test and any unlabelled images",
         "ensemble": f"tune the teachers' soft-vote weights ({pc.ensemble_trials} {pc.ensemble_engine} trials)",
-        "distill": f"distil the weighted vote into the {cfg.model.name} student ({_count(epochs, 'epoch')}, "
-                   f"soft loss {cfg.distill.soft_loss})",
+        "distill": f"distil the weighted vote into the {cfg.model.name} student "
+                   f"({_count(pc.distill_epochs or epochs, 'epoch')}, soft loss {cfg.distill.soft_loss}"
+                   + ("" if cfg.distill.unlabelled else ", labelled images only") + ")",
         "baseline": f"train the same student on the labels alone ({_count(epochs, 'epoch')}): what distillation adds",
         "select": "score both students on val and pick the one that ships",
         "qat": f"quantization-aware fine-tuning of the shipped student ({_count(pc.qat_epochs, 'epoch')})",

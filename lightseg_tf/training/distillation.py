@@ -9,6 +9,12 @@ of the cached teacher probabilities. ``soft`` is ``distill.soft_loss``
 ``T^2 * KL(softmax(t / T) || softmax(s / T))``. Hinton, Vinyals, Dean, "Distilling the knowledge in a
 neural network", 2015 (the T^2 keeps the soft gradients' scale independent of T); Alzubaidi
 et al., LightSeg, 2023 (alpha 0.5, the DLCE loss, the weighted ensemble as teacher).
+
+Images of the split's ``unlabelled`` side (no mask) join the training set when the cache holds
+the teachers' probabilities for them (``distill.unlabelled``): their hard label is the vote's
+argmax (a pseudo-label: Lee, "Pseudo-label", ICML 2013 workshop), their soft target the vote,
+as in Hinton et al.'s transfer set. The labels-only twin cannot use them: that is what the
+teachers add when annotations are scarce and scans are not.
 """
 
 from __future__ import annotations
@@ -138,6 +144,25 @@ def ensemble_weights(cfg: Config, cache, teachers: list[str]) -> np.ndarray:
     return normalise_weights(np.ones(len(teachers)), len(teachers))
 
 
+def _unlabelled_sides(dc, cache, teachers: list[str]) -> list[str]:
+    """``["unlabelled"]`` when the student also distils on the split's unlabelled images, else ``[]``.
+
+    Never on the labels alone (alpha 1: the teachers' argmax is not a label), and only where the
+    cache holds every voting teacher's probabilities for them.
+    """
+    from lightseg_tf.data.split import UNLABELLED
+
+    if not dc.unlabelled or dc.alpha == 1.0 or not cache.splits.get(UNLABELLED):
+        return []
+    missing = [t for t in teachers if UNLABELLED not in cache.manifest["teachers"][t]["files"]]
+    if missing:
+        LOG.warning("the split has %d unlabelled images but the cache %s has no probabilities of %s for them; "
+                    "distilling on the labelled ones (add them: lightseg teachers predict ... --splits unlabelled)",
+                    len(cache.splits[UNLABELLED]), cache.root, ", ".join(missing))
+        return []
+    return [UNLABELLED]
+
+
 def _initial_student(cfg: Config, shape, num_classes: int, train) -> keras.Model:
     """The student to distil (new or ``distill.init_from``), QAT-wrapped when ``distill.qat``.
 
@@ -205,7 +230,7 @@ def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str
     from lightseg_tf.data.tfdata import Splits, make_dataset
     from lightseg_tf.data.readers import read_dataset
     from lightseg_tf.data.inspect import require_valid
-    from lightseg_tf.data.split import check_split, save_split
+    from lightseg_tf.data.split import UNLABELLED, check_split, save_split
     from lightseg_tf.training.distribute import describe_runtime, sync_batchnorm
     from lightseg_tf.training.ensemble import soft_vote
     from lightseg_tf.objectives.losses import build_loss
@@ -235,18 +260,29 @@ def _distill_run(cfg: Config, cache, run: Path, out: Path, strategy, suffix: str
 
     parts = {k: dataset.subset(v) for k, v in split.items() if v}
     require_valid(dataset.subset([i for side in ("train", "val") for i in split[side]]))
-    probs = {side: [cache.probs(t, side) for t in teachers] for side in ("train", "val")}
+    train_sides = ["train", *_unlabelled_sides(dc, cache, teachers)]
+    train_set = dataset.subset([i for side in train_sides for i in split[side]])
+    if len(train_sides) > 1:
+        LOG.info("training on %d labelled and %d unlabelled images (labelled by the vote)", len(split["train"]),
+                 len(split[UNLABELLED]))
 
-    def targets(side):
-        return lambda i: soft_vote([p[i] for p in probs[side]], weights)
+    def targets(*sides):
+        """Record ``i`` of ``sides`` laid end to end -> the vote's ``[S, S, C]`` probabilities."""
+        arrays = [[cache.probs(t, side) for t in teachers] for side in sides]
+        starts = np.cumsum([0, *(len(a[0]) for a in arrays)])
+
+        def vote(i):
+            k = int(np.searchsorted(starts, i, side="right")) - 1
+            return soft_vote([p[i - starts[k]] for p in arrays[k]], weights)
+        return vote
 
     splits = Splits(
-        train=make_dataset(parts["train"], cfg.data, training=True, seed=cfg.train.seed,
-                           soft_targets=targets("train"), num_classes=cache.num_classes),
+        train=make_dataset(train_set, cfg.data, training=True, seed=cfg.train.seed,
+                           soft_targets=targets(*train_sides), num_classes=cache.num_classes),
         val=make_dataset(parts["val"], cfg.data, training=False, soft_targets=targets("val"),
                          num_classes=cache.num_classes),
         test=None, datasets=parts)
-    steps = math.ceil(len(parts["train"]) / cfg.data.batch_size)
+    steps = math.ceil(len(train_set) / cfg.data.batch_size)
     shape = (cfg.data.image_size, cfg.data.image_size, 1)
     with strategy.scope():
         student = _initial_student(cfg, shape, cache.num_classes, parts["train"])

@@ -7,7 +7,7 @@ accepted.
 Layout of a cache folder::
 
     CACHE/manifest.json
-    CACHE/labels_<split>.npy       uint8   [N, S, S]     letterboxed ground truth
+    CACHE/labels_<split>.npy       uint8   [N, S, S]     letterboxed ground truth (not for "unlabelled")
     CACHE/<teacher>_<split>.npy    float16 [N, S, S, C]  softmax probabilities
 
 Rows follow ``manifest["splits"][split]`` (record ids). Images are letterboxed to S exactly as
@@ -181,7 +181,8 @@ def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "
         The cache folder.
     """
     from lightseg_tf.data.readers import read_dataset
-    from lightseg_tf.data.tfdata import load_letterboxed
+    from lightseg_tf.data.split import UNLABELLED
+    from lightseg_tf.data.tfdata import load_letterboxed, load_letterboxed_image
     from lightseg_tf.models.predictor import KerasPredictor
     from lightseg_tf.models.saving import load_trained_model
     from lightseg_tf.runs import open_run
@@ -204,10 +205,15 @@ def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "
     writer = CacheWriter(out, image_size=size, classes=list(dataset.classes), splits=first.split, data=data)
     names = _teacher_names([rd.run_dir for rd in opened])
     for split in splits:
+        if split not in first.split:
+            raise LightsegError(f"{first.run_dir / 'split.json'}: no {split!r} side (it has {sorted(first.split)})")
         part = dataset.subset(first.split[split])
-        pairs = [load_letterboxed(part, i, size) for i in range(len(part))]
-        images = np.stack([p[0] for p in pairs])
-        writer.add_labels(split, np.stack([p[1] for p in pairs]))
+        if split == UNLABELLED:  # no masks: only the teachers' answers are cached
+            images = np.stack([load_letterboxed_image(part, i, size) for i in range(len(part))])
+        else:
+            pairs = [load_letterboxed(part, i, size) for i in range(len(part))]
+            images = np.stack([p[0] for p in pairs])
+            writer.add_labels(split, np.stack([p[1] for p in pairs]))
         chunk = 4 * batch_size  # a whole number of batches: the same predictions as one call, with a bar
         starts = range(0, len(images), chunk)
         for name, rd, teacher in zip(names, opened, teachers):

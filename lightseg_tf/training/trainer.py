@@ -21,7 +21,7 @@ from lightseg_tf.config import Config, LossConfig, TrainConfig
 from lightseg_tf.core.io import atomic_path, write_json_atomic
 from lightseg_tf.core.log import LOG, format_duration
 from lightseg_tf.data.inspect import require_valid
-from lightseg_tf.data.split import split_for
+from lightseg_tf.data.split import SPLITS, split_for
 from lightseg_tf.data.tfdata import build_datasets
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models import build_model
@@ -205,7 +205,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, extra_callbacks=(), ov
         dataset = resolve_dataset(cfg.data, out)
         split = split_for(dataset, cfg.data.split_file, cfg.data.val_fraction, cfg.data.test_fraction,
                           cfg.data.split_seed, write_to=out / "split.json", test_holdout=cfg.data.test_holdout)
-        require_valid(dataset.subset([i for side in split.values() for i in side]))  # before tf.data hides errors
+        # Before tf.data hides errors; the unlabelled side (no masks) is only ever distilled on.
+        require_valid(dataset.subset([i for side in SPLITS for i in split[side]]))
         splits = build_datasets(dataset, split, cfg.data, seed=cfg.train.seed)
         n_train = len(splits.datasets["train"])
         steps = math.ceil(n_train / cfg.data.batch_size)

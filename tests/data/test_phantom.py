@@ -64,3 +64,15 @@ def test_phantom_is_not_trivially_separable():
     fg, bg = x[(mask == 1) & inside_sector], x[(mask == 0) & inside_sector]
     best = max(((fg > t).mean() + (bg <= t).mean()) / 2 for t in np.linspace(0, 1, 101))
     assert best < 0.85, best
+
+
+def test_unlabelled_phantoms_are_extra_images_without_masks(tmp_path):
+    assert main(["data", "synth", str(tmp_path / "a"), "--n", "4", "--size", "64"]) == 0
+    assert main(["data", "synth", str(tmp_path / "b"), "--n", "4", "--size", "64", "--unlabelled", "3"]) == 0
+    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    # the annotated images are the same bytes: adding unlabelled ones never moves a benchmark's data
+    annotated = [f"{d}/{i:05d}.png" for d in ("images", "masks") for i in range(4)]
+    assert {k: b[k] for k in annotated} == {k: a[k] for k in annotated}
+    assert sorted(k for k in b if k.startswith("images/")) == [f"images/{i:05d}.png" for i in range(7)]
+    ds = read_dataset(tmp_path / "b")
+    assert len(ds) == 7 and [r.mask is None for r in ds.records] == [False] * 4 + [True] * 3

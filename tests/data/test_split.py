@@ -148,3 +148,24 @@ def test_real_psfhs_last_holdout_is_the_last_id_blocks(shared_datasets):
     first_test = min(int(i) for i in split["test"])
     assert all(int(i) < first_test for side in ("train", "val") for i in split[side])
     assert max(int(i) for i in split["test"]) == 4799 and len(split["test"]) >= 0.15 * len(ds)
+
+
+def test_images_without_masks_go_whole_subjects_to_the_unlabelled_side(tmp_path):
+    recs = [Record(id=f"{s:03d}_{k}", image="x", mask=None if (s % 4 == 0 and k == 1) else "m", subject=f"{s:03d}")
+            for s in range(40) for k in range(2)]
+    ds = SegDataset("fake", ("background", "head"), recs)
+    split = make_split(ds, 0.2, 0.2, seed=0)
+    # a subject with one unannotated scan is distilled on whole, never tested on
+    assert split["unlabelled"] == [r.id for r in recs if int(r.subject) % 4 == 0]
+    assert all(len(s) == 1 for s in _sides_of_subjects(ds, split).values())
+    labelled = sum(len(split[k]) for k in ("train", "val", "test"))
+    assert labelled == 60 and abs(len(split["test"]) - 0.2 * 60) <= 2
+    save_split(split, tmp_path / "s.json")
+    assert load_split(tmp_path / "s.json", ds) == split
+    # a dataset without any annotation splits as before (e.g. a DICOM folder for inference)
+    bare = SegDataset("fake", ("background", "head"), [Record(id=r.id, image="x", mask=None, subject=r.subject)
+                                                        for r in recs])
+    assert "unlabelled" not in make_split(bare, 0.2, 0.2, seed=0)
+    leaky = {**split, "unlabelled": split["unlabelled"] + [split["test"][0]]}
+    with pytest.raises(LightsegError, match="appears twice"):
+        check_split(leaky, ds)

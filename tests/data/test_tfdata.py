@@ -64,3 +64,18 @@ def test_oversampling_repeats_images_with_rare_classes(phantom_dir):
                augment=AugmentConfig(enabled=False))
     total = sum(int(x.shape[0]) for x, _ in make_dataset(ds, cfg, training=True))
     assert total == int(counts.sum())
+
+
+def test_an_image_without_a_mask_gets_the_soft_targets_argmax_as_label(tmp_path):
+    from lightseg_tf.data.phantom import write_phantom_dataset
+
+    ds = read_dataset(write_phantom_dataset(tmp_path / "p", 3, size=64, unlabelled=2))
+    rng = np.random.default_rng(0)
+    soft = rng.dirichlet(np.ones(4), size=(len(ds), 32, 32)).astype(np.float32)
+    x, (y, t) = next(iter(make_dataset(ds, _cfg(image_size=32, batch_size=5), training=False,
+                                       soft_targets=lambda i: soft[i])))
+    assert x.shape == (5, 32, 32, 1)
+    np.testing.assert_array_equal(y.numpy()[3:], soft[3:].argmax(-1))  # the pseudo-labels
+    assert not np.array_equal(y.numpy()[:3], soft[:3].argmax(-1))  # the annotated ones keep their masks
+    np.testing.assert_allclose(t.numpy(), soft, atol=1e-6)
+    assert repeat_counts(ds, 3.0, 0.5).tolist()[3:] == [1, 1]  # never oversampled: no mask to find a rare class in

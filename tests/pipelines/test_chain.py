@@ -22,7 +22,8 @@ SMALLEST = ["data.image_size=32", "data.batch_size=4", "data.phantom_n=20", "dat
             "pipeline.teachers={a: {model: unet, options: {base_filters: 4, depth: 2}}, "
             "b: {model: unet, options: {base_filters: 6, depth: 2}, epochs: 2}}",
             "pipeline.ensemble_trials=5", "pipeline.qat=false", "pipeline.robustness=false",
-            "pipeline.explain_images=1", "pipeline.biometry_images=2"]
+            "pipeline.explain_images=1", "pipeline.biometry_images=2", "data.phantom_unlabelled=8",
+            "pipeline.distill_epochs=1"]
 
 
 def _pipeline(*args, cwd):
@@ -75,6 +76,11 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
         (str(k), "7", name) for k, name in enumerate(ran, 1)]
     assert "[1/7] stage distill: distil the weighted vote into the lightseg_student student (1 epoch, " in out.stderr
     assert f"(resuming in its in-progress folder {run / 'stages' / 'distill.partial'}; " in out.stderr
+    # the unlabelled phantoms: cached by the teachers, distilled on, never trained on by the labels-only twin
+    split = json.loads((run / "stages" / "data" / "split.json").read_text())
+    assert len(split["unlabelled"]) == 8 and len(sum((split[k] for k in ("train", "val", "test")), [])) == 20
+    assert re.search(r"training on \d+ labelled and 8 unlabelled images", out.stderr)
+    assert json.loads((run / "stages" / "cache" / "manifest.json").read_text())["teachers"]["a"]["files"]["unlabelled"]
     for k, name in enumerate(ran, 1):
         assert re.search(rf"^\[{k}/7\] stage {name} done in [^:]+ s: {re.escape(str(run / 'stages' / name))}$",
                          out.stderr, re.M)
