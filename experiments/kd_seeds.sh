@@ -7,7 +7,8 @@
 #   bash experiments/kd_seeds.sh PIPELINE_RUN [SEEDS] [SOFT_LOSSES]
 #   e.g. bash experiments/kd_seeds.sh runs/quickstart "1 2 3" "kl kl_agree cwd"
 # Real data: DATA=folder FORMAT=reader CONFIG=profile.yaml; extra overrides for every run in $OVERRIDES
-# (e.g. OVERRIDES="train.epochs=24"), the runs in $OUT (default PIPELINE_RUN/kd_seeds).
+# (e.g. OVERRIDES="train.epochs=24"), for the distilled runs only in $KD_OVERRIDES (e.g. "train.epochs=8
+# distill.unlabelled=false"), the runs in $OUT (default PIPELINE_RUN/kd_seeds).
 set -euo pipefail
 RUN=${1:?give a finished pipeline run directory, e.g. runs/quickstart}
 SEEDS=${2:-1 2 3}
@@ -18,6 +19,7 @@ CFG=${CONFIG:-experiments/quickstart.yaml}
 OUT=${OUT:-$RUN/kd_seeds}
 DATA=${DATA:-$RUN/stages/data/phantom}
 read -r -a EXTRA <<< "${OVERRIDES:-}"
+read -r -a KD_EXTRA <<< "${KD_OVERRIDES:-}"
 COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-lightseg} "data.split_file=$RUN/stages/data/split.json"
         train.verbose=0 "${EXTRA[@]}")
 score() {  # KIND SEED RUN_DIR
@@ -33,7 +35,8 @@ for seed in $SEEDS; do
     score labels $seed "$OUT/labels_s$seed"
     for loss in $LOSSES; do
         $LS distill "${COMMON[@]}" train.seed=$seed name=${loss}_s$seed "distill.soft_loss=$loss" \
-            "distill.cache=$RUN/stages/cache" "distill.weights_file=$RUN/stages/ensemble/ensemble_weights.json" > /dev/null
+            "distill.cache=$RUN/stages/cache" "distill.weights_file=$RUN/stages/ensemble/ensemble_weights.json" \
+            "${KD_EXTRA[@]}" > /dev/null
         score "$loss" $seed "$OUT/${loss}_s$seed"
     done
 done

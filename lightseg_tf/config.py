@@ -174,7 +174,7 @@ def _default_teachers() -> dict[str, dict[str, Any]]:
 class PipelineConfig:
     """The whole LightSeg chain (``lightseg pipeline``); the student is ``model``, trained with ``train``.
 
-    ``teachers`` maps a teacher name to ``{model, options[, epochs, learning_rate]}``.
+    ``teachers`` maps a teacher name to ``{model, options[, epochs, learning_rate, seed]}``.
     """
 
     teachers: dict[str, dict[str, Any]] = field(default_factory=_default_teachers)

@@ -26,7 +26,7 @@ from lightseg_tf.core.log import LOG
 from lightseg_tf.runs import BEST_MODEL, open_run_dir, pipeline_model
 from lightseg_tf.core.workflow import Context, Stage, run_stages
 
-TEACHER_KEYS = {"model", "options", "epochs", "learning_rate"}
+TEACHER_KEYS = {"model", "options", "epochs", "learning_rate", "seed"}
 
 
 def _data_overrides(cfg: Config, ctx: Context) -> dict:
@@ -72,13 +72,13 @@ def _best_val(hist: dict) -> float | None:
 
 
 def check_model_specs(specs: dict, where: str) -> None:
-    """Each entry must be ``{model[, options, epochs, learning_rate]}``."""
+    """Each entry must be ``{model[, options, epochs, learning_rate, seed]}``."""
     if not specs:
         raise LightsegError(f"{where} is empty: give at least one model")
     for name, spec in specs.items():
         unknown = set(spec) - TEACHER_KEYS
         if unknown or "model" not in spec:
-            raise LightsegError(f"{where}.{name}: give model (+ options, epochs, learning_rate); "
+            raise LightsegError(f"{where}.{name}: give model (+ options, epochs, learning_rate, seed); "
                                 f"unknown keys {sorted(unknown)}")
 
 
@@ -114,7 +114,9 @@ def train_models(cfg: Config, ctx: Context, out: Path, specs: dict, epochs: int,
         mcfg = _run_cfg(cfg, {
             **_data_overrides(cfg, ctx), "name": f"{cfg.name}-{name}", "model.name": spec["model"],
             "model.options": dict(spec.get("options", {})), "train.epochs": _epochs(spec, epochs),
-            "train.learning_rate": float(spec.get("learning_rate", cfg.train.learning_rate))})
+            "train.learning_rate": float(spec.get("learning_rate", cfg.train.learning_rate)),
+            # Two teachers of one family differ by their seed (initialisation, shuffling, augmentation).
+            "train.seed": int(spec.get("seed", cfg.train.seed))})
         LOG.info("model %s (%s)", name, spec["model"])
         res = train(mcfg, out / name)
         results[name] = {"best_val_mean_fg_dice": _best_val(res.history),
