@@ -20,6 +20,8 @@ OUT=${OUT:-$RUN/kd_seeds}
 DATA=${DATA:-$RUN/stages/data/phantom}
 read -r -a EXTRA <<< "${OVERRIDES:-}"
 read -r -a KD_EXTRA <<< "${KD_OVERRIDES:-}"
+# The distilled runs train the pipeline's pipeline.distill_epochs (0 = train.epochs), as the chain does.
+DEPOCHS=$("$PY" -c "import sys; from lightseg_tf.config import load_config; c = load_config(sys.argv[1], sys.argv[2:]); print(c.pipeline.distill_epochs or c.train.epochs)" "$CFG" "${EXTRA[@]}")
 COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-lightseg} "data.split_file=$RUN/stages/data/split.json"
         train.verbose=0 "${EXTRA[@]}")
 score() {  # KIND SEED RUN_DIR
@@ -36,7 +38,7 @@ for seed in $SEEDS; do
     for loss in $LOSSES; do
         $LS distill "${COMMON[@]}" train.seed=$seed name=${loss}_s$seed "distill.soft_loss=$loss" \
             "distill.cache=$RUN/stages/cache" "distill.weights_file=$RUN/stages/ensemble/ensemble_weights.json" \
-            "${KD_EXTRA[@]}" > /dev/null
+            train.epochs=$DEPOCHS "${KD_EXTRA[@]}" > /dev/null
         score "$loss" $seed "$OUT/${loss}_s$seed"
     done
 done
