@@ -187,6 +187,7 @@ class PipelineConfig:
     # A teacher whose Dice on some class is < this x the best teacher's is left out of the vote (0 = keep all).
     ensemble_screen: float = 0.5
     ensemble_folds: int = 3  # tuned weights are used only if they beat equal ones in this K-fold check on VAL
+    ensemble_margin: float = 0.005  # ... by more than this held-out mean fg Dice (so does the best teacher alone)
     baseline: bool = True  # also train the student on the labels alone, to measure what distillation adds
     select: bool = True  # with baseline: ship the better student on VAL (false: always the distilled one)
     select_margin: float = 0.01  # the labels-only twin ships only if its VAL mean fg Dice is higher by more

@@ -38,6 +38,8 @@ def register(sub) -> None:
                    help="leave out a teacher whose Dice on a class is below this x the best's (0 keeps all)")
     q.add_argument("--folds", type=int, default=3,
                    help="use tuned weights only if they beat equal ones in this K-fold check (0: always)")
+    q.add_argument("--margin", type=float, default=0.005,
+                   help="held-out mean fg Dice by which tuned weights (or one teacher) must beat the equal vote")
     q.add_argument("--out", default=None, help="folder for ensemble_weights.json (default: the cache)")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.set_defaults(func=run_ensemble_tune)
@@ -70,7 +72,7 @@ def run_ensemble_tune(args) -> int:
 
     teachers = [t for t in args.teachers.split(",") if t]
     result = tune_cache(args.cache, args.trials, args.engine, teachers, args.split, args.seed, args.out,
-                        args.report_split, screen=args.screen, folds=args.folds)
+                        args.report_split, screen=args.screen, folds=args.folds, margin=args.margin)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     else:

@@ -159,7 +159,7 @@ def build_stages(cfg: Config) -> list[Stage]:
         from lightseg_tf.training.ensemble import tune_cache
 
         res = tune_cache(ctx.stage_dir("cache"), pc.ensemble_trials, pc.ensemble_engine, seed=cfg.train.seed,
-                         out=out, screen=pc.ensemble_screen, folds=pc.ensemble_folds)
+                         out=out, screen=pc.ensemble_screen, folds=pc.ensemble_folds, margin=pc.ensemble_margin)
         return {k: res[k] for k in ("weights", "mean_fg_dice", "search_seconds", "table_split", "table",
                                     "excluded", "cv", "weights_from")}
 
@@ -295,7 +295,7 @@ def build_stages(cfg: Config) -> list[Stage]:
         Stage("teachers", teachers, reads=teach_reads, depends=("data",), about=about["teachers"]),
         Stage("cache", cache, depends=("teachers",), about=about["cache"]),
         Stage("ensemble", ensemble, reads=[pc.ensemble_engine, pc.ensemble_trials, cfg.train.seed,
-                                           pc.ensemble_screen, pc.ensemble_folds],
+                                           pc.ensemble_screen, pc.ensemble_folds, pc.ensemble_margin],
               depends=("cache",), about=about["ensemble"]),
         Stage("distill", distill, reads=student_reads, depends=("ensemble",), about=about["distill"]),
     ]

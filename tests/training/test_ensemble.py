@@ -78,15 +78,17 @@ def test_search_gives_the_perfect_teacher_the_largest_weight_and_beats_plain_vot
 def test_kerastuner_engine_searches_the_weights_too(tmp_path):
     probs, labels = _perfect_and_noisy(n=6)
     problem = VoteProblem(probs, labels)
-    result = tune_weights(problem, trials=6, engine="kerastuner", seed=0, workdir=tmp_path)
+    result = tune_weights(problem, trials=12, engine="kerastuner", seed=0, workdir=tmp_path)
     trials = result["trials"]
-    assert len(trials) == 6 and trials[0]["weights"] == [0.25] * 4  # equal weights first, like optuna
+    assert len(trials) == 12 and trials[0]["weights"] == [0.25] * 4  # equal weights first, like optuna
     assert trials[0]["mean_fg_dice"] == pytest.approx(problem.mean_fg_dice("soft"))
     oracle = json.loads((tmp_path / "ensemble_weights" / "oracle.json").read_text())
-    assert len(oracle["ongoing_trials"]) == 0 and len(list((tmp_path / "ensemble_weights").glob("trial_*"))) == 5
-    assert len({tuple(t["weights"]) for t in trials}) == 6  # the oracle proposed 5 new points
-    # Seed 0 finds a vote led by the perfect teacher: better than plain soft voting by a margin.
-    assert result["mean_fg_dice"] > problem.mean_fg_dice("soft") + 0.05 and np.argmax(result["weights"]) == 0
+    assert len(oracle["ongoing_trials"]) == 0 and len(list((tmp_path / "ensemble_weights").glob("trial_*"))) == 11
+    assert len({tuple(t["weights"]) for t in trials}) >= 8  # the oracle proposes new points (it may repeat one)
+    # It finds a vote led by the perfect teacher, better than plain soft voting. The GP oracle is
+    # not reproducible run to run even with a seed: over 12 runs of 12 trials the gain was
+    # 0.019-0.151 (with 6 trials it was sometimes 0), hence the loose bound.
+    assert result["mean_fg_dice"] > problem.mean_fg_dice("soft") + 0.01 and np.argmax(result["weights"]) == 0
 
 
 def _write_cache(root, probs, labels, names=("perfect", "n1", "n2", "n3")):
@@ -205,6 +207,10 @@ def test_the_best_teacher_alone_replaces_a_vote_that_does_not_help(tmp_path, mon
     assert vote_choice({"folds": 3, "tuned": 0.7, "equal": 0.8, "best_teacher": 0.8}) == "equal"  # ties keep the vote
     assert vote_choice({"folds": 3, "tuned": 0.81, "equal": 0.8, "best_teacher": 0.805}) == "tuned"
     assert vote_choice({"folds": 3, "tuned": 0.81, "equal": 0.8, "best_teacher": 0.82}) == "best_teacher"
+    # within the margin the equal vote stays: 0.7863 vs 0.7861 was noise in the demo (tuned lost on test)
+    assert vote_choice({"folds": 3, "tuned": 0.7863, "equal": 0.7861, "best_teacher": 0.7785}) == "equal"
+    assert vote_choice({"folds": 3, "tuned": 0.7863, "equal": 0.7861, "best_teacher": 0.7785}, margin=0) == "tuned"
+    assert vote_choice({"folds": 3, "tuned": 0.79, "equal": 0.80, "best_teacher": 0.804}) == "equal"
     assert vote_choice(None) == "tuned"
     import lightseg_tf.training.ensemble as ensemble
 
