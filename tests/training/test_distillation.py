@@ -203,3 +203,21 @@ def test_a_killed_distillation_resumes_to_the_same_final_epoch_count(teacher_cac
     result = distill(cfg)
     with open(result.run_dir / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
+
+
+def test_unlabelled_images_join_only_a_real_distillation_with_every_teacher_cached(caplog):
+    from types import SimpleNamespace
+
+    from lightseg_tf.config import DistillConfig
+    from lightseg_tf.training.distillation import _unlabelled_sides
+
+    files = {"a": {"files": {"train": {}, "unlabelled": {}}}, "b": {"files": {"train": {}, "unlabelled": {}}}}
+    cache = SimpleNamespace(splits={"train": ["1"], "unlabelled": ["u1", "u2"]}, manifest={"teachers": files},
+                            root="CACHE")
+    assert _unlabelled_sides(DistillConfig(), cache, ["a", "b"]) == ["unlabelled"]
+    assert _unlabelled_sides(DistillConfig(unlabelled=False), cache, ["a", "b"]) == []
+    assert _unlabelled_sides(DistillConfig(alpha=1.0), cache, ["a", "b"]) == []  # labels only: no pseudo-labels
+    del files["b"]["files"]["unlabelled"]
+    assert _unlabelled_sides(DistillConfig(), cache, ["a", "b"]) == []
+    assert "no probabilities of b for them" in caplog.text and "--splits unlabelled" in caplog.text
+    assert _unlabelled_sides(DistillConfig(), SimpleNamespace(splits={"train": ["1"]}), ["a"]) == []
