@@ -28,6 +28,9 @@ class Record:
         plane: acquisition plane (e.g. "trans-ventricular") where known.
         pixel_size_mm: physical size of one pixel in mm where known, else None.
         hc_mm: reference head circumference in mm where the dataset gives one.
+        unlabelled: left unannotated on purpose (no mask): only the teachers label it, for
+            distillation (the split's ``unlabelled`` side). A missing mask without this flag is an
+            error that training reports, never a silent transfer image.
     """
 
     id: str
@@ -37,6 +40,7 @@ class Record:
     plane: str | None = None
     pixel_size_mm: float | None = None
     hc_mm: float | None = None
+    unlabelled: bool = False
 
 
 @dataclass

@@ -42,7 +42,8 @@ def check_dataset(dataset: SegDataset, progress: bool = False) -> list[str]:
         if px is not None and not (math.isfinite(px) and px > 0):
             problems.append(f"{rec.image}: pixel size {px} mm is not a finite positive number")
         if rec.mask is None:
-            problems.append(f"{rec.image}: no mask; training and evaluation need one per image")
+            if not rec.unlabelled:  # a flagged one is a transfer image for distillation, by design
+                problems.append(f"{rec.image}: no mask; training and evaluation need one per image")
             continue
         try:
             dataset.load_pair(rec)

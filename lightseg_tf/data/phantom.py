@@ -204,7 +204,7 @@ def write_phantom_dataset(out: str | Path, n: int, size: int = 256, seed: int = 
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     fields = ["id", "subject", "plane", "pixel_size_mm", "hc_mm", "csp_width_mm", "lv_width_mm",
-              "cx", "cy", "a", "b", "angle_deg"]
+              "cx", "cy", "a", "b", "angle_deg", "unlabelled"]
     rows = []
     indices = range(n + unlabelled)
     if progress:
@@ -218,7 +218,7 @@ def write_phantom_dataset(out: str | Path, n: int, size: int = 256, seed: int = 
             write_png_atomic(out / "masks" / f"{rid}.png", mask.astype(np.uint8))
         rows.append({
             "id": rid, "subject": f"s{rid}", "plane": PLANE,
-            **{k: f"{getattr(t, k):.6f}" for k in fields[3:]},
+            **{k: f"{getattr(t, k):.6f}" for k in fields[3:-1]}, "unlabelled": "1" if i >= n else "",
         })
     write_csv_atomic(out / "meta.csv", rows, fields)
     write_json_atomic(out / "dataset.json", {

@@ -73,12 +73,13 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
     circumference (HC18), the shuffle is within blocks of :data:`HC_BLOCK` subjects of similar
     HC, so each side covers the whole range of head sizes (HC18's subject numbers rise with
     gestational age: a split by number or by chance can leave a side without the largest heads).
-    Images without a mask go to the ``unlabelled`` side (subjects holding one are dealt there
-    whole, so no subject's unlabelled scan is distilled on while its annotated one is tested).
+    Images flagged ``unlabelled`` (no mask on purpose) go to the ``unlabelled`` side (subjects
+    holding one are dealt there whole, so no subject's unlabelled scan is distilled on while its
+    annotated one is tested).
 
     Returns:
         ``{"train": [ids], "val": [ids], "test": [ids]}`` with record ids in dataset order, plus
-        ``"unlabelled": [ids]`` when the dataset has images without a mask.
+        ``"unlabelled": [ids]`` when the dataset has images flagged unlabelled.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise LightsegError(
@@ -87,9 +88,9 @@ def make_split(dataset: SegDataset, val_fraction: float = 0.15, test_fraction: f
     by_subject: dict[str, list] = defaultdict(list)
     for r in dataset.records:
         by_subject[r.subject].append(r)
-    unlabelled = {s for s, recs in by_subject.items() if any(r.mask is None for r in recs)}
+    unlabelled = {s for s, recs in by_subject.items() if any(r.unlabelled for r in recs)}
     if len(unlabelled) == len(by_subject):
-        unlabelled = set()  # no annotations at all (e.g. a DICOM folder): split the images as they are
+        raise LightsegError(f"{dataset.root}: every image is flagged unlabelled; train, val and test need masks")
     by_subject = {s: recs for s, recs in by_subject.items() if s not in unlabelled}
     by_plane: dict[str, list[str]] = defaultdict(list)
     for subject, recs in by_subject.items():

@@ -76,3 +76,4 @@ def test_unlabelled_phantoms_are_extra_images_without_masks(tmp_path):
     assert sorted(k for k in b if k.startswith("images/")) == [f"images/{i:05d}.png" for i in range(7)]
     ds = read_dataset(tmp_path / "b")
     assert len(ds) == 7 and [r.mask is None for r in ds.records] == [False] * 4 + [True] * 3
+    assert [r.unlabelled for r in ds.records] == [False] * 4 + [True] * 3  # flagged in meta.csv: by design

@@ -151,8 +151,8 @@ def test_real_psfhs_last_holdout_is_the_last_id_blocks(shared_datasets):
 
 
 def test_images_without_masks_go_whole_subjects_to_the_unlabelled_side(tmp_path):
-    recs = [Record(id=f"{s:03d}_{k}", image="x", mask=None if (s % 4 == 0 and k == 1) else "m", subject=f"{s:03d}")
-            for s in range(40) for k in range(2)]
+    recs = [Record(id=f"{s:03d}_{k}", image="x", mask=None if (s % 4 == 0 and k == 1) else "m", subject=f"{s:03d}",
+                   unlabelled=s % 4 == 0 and k == 1) for s in range(40) for k in range(2)]
     ds = SegDataset("fake", ("background", "head"), recs)
     split = make_split(ds, 0.2, 0.2, seed=0)
     # a subject with one unannotated scan is distilled on whole, never tested on
@@ -162,10 +162,15 @@ def test_images_without_masks_go_whole_subjects_to_the_unlabelled_side(tmp_path)
     assert labelled == 60 and abs(len(split["test"]) - 0.2 * 60) <= 2
     save_split(split, tmp_path / "s.json")
     assert load_split(tmp_path / "s.json", ds) == split
-    # a dataset without any annotation splits as before (e.g. a DICOM folder for inference)
+    # a mask missing without the flag is not a transfer image: it stays in the split, and training
+    # names it (tests/training/test_bad_data.py)
     bare = SegDataset("fake", ("background", "head"), [Record(id=r.id, image="x", mask=None, subject=r.subject)
                                                         for r in recs])
     assert "unlabelled" not in make_split(bare, 0.2, 0.2, seed=0)
+    flagged = SegDataset("fake", ("background", "head"), [Record(id=r.id, image="x", mask=None, subject=r.subject,
+                                                                 unlabelled=True) for r in recs])
+    with pytest.raises(LightsegError, match="every image is flagged unlabelled"):
+        make_split(flagged, 0.2, 0.2)
     leaky = {**split, "unlabelled": split["unlabelled"] + [split["test"][0]]}
     with pytest.raises(LightsegError, match="appears twice"):
         check_split(leaky, ds)

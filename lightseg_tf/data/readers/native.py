@@ -2,7 +2,8 @@
 
 ``ROOT/dataset.json`` (``{"format": "lightseg", "classes": [...]}``), ``ROOT/images/*.png``,
 ``ROOT/masks/*.png`` (class ids, same stem) and ``ROOT/meta.csv`` with columns
-``id,subject,plane,pixel_size_mm,hc_mm`` (empty cell = unknown).
+``id,subject,plane,pixel_size_mm,hc_mm`` (empty cell = unknown) and an optional ``unlabelled``
+column (``1``: the image has no mask on purpose; the teachers label it for distillation).
 """
 
 from __future__ import annotations
@@ -62,15 +63,17 @@ def read_native(path: str | Path) -> SegDataset:
         mask = root / "masks" / f"{row['id']}.png"
         if not image.is_file():
             raise LightsegError(f"{where}: row {row['id']!r} has no image {image}")
+        unlabelled = row.get("unlabelled", "").strip().lower() in ("1", "true", "yes")
         records.append(
             Record(
                 id=row["id"],
                 image=str(image),
-                mask=str(mask) if mask.is_file() else None,
+                mask=str(mask) if mask.is_file() and not unlabelled else None,
                 subject=row["subject"] or row["id"],
                 plane=row["plane"] or None,
                 pixel_size_mm=_float_or_none(row["pixel_size_mm"], where),
                 hc_mm=_float_or_none(row["hc_mm"], where),
+                unlabelled=unlabelled,
             )
         )
     return SegDataset(format="lightseg", classes=tuple(classes), records=records, root=root)
