@@ -17,8 +17,9 @@ from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import read_json_file, write_json_atomic
 
 SPLITS = ("train", "val", "test")
-# Images without a mask: never trained, validated or tested on, only labelled by the teachers for
-# distillation (the transfer set). A split holds this side only when the dataset has such images.
+# Images flagged unlabelled (no mask on purpose): never trained, validated or tested on, only
+# labelled by the teachers for distillation (the transfer set). A split holds this side only
+# when the dataset has such images.
 UNLABELLED = "unlabelled"
 
 

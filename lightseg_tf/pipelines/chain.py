@@ -148,11 +148,8 @@ def build_stages(cfg: Config) -> list[Stage]:
     def cache(ctx, out):
         from lightseg_tf.training.teacher_cache import predict_teachers
 
-        from lightseg_tf.data.split import sides
-        from lightseg_tf.runs import open_run
-
         runs = [ctx.stage_dir("teachers") / name for name in pc.teachers]
-        predict_teachers(runs, out, splits=sides(open_run(runs[0]).split))
+        predict_teachers(runs, out, splits=None)  # train, val, test and any unlabelled images
         return {"teachers": list(pc.teachers)}
 
     def ensemble(ctx, out):

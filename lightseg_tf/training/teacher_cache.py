@@ -171,7 +171,7 @@ class CacheWriter:
 
 def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "val"), batch_size: int = 8,
                      tta: str | None = None, data_path: str | None = None, data_format: str | None = None) -> Path:
-    """Run each trained teacher once over ``splits`` and cache its probabilities.
+    """Run each trained teacher once over ``splits`` (None: every side of their split) and cache its probabilities.
 
     All teachers must share one split and input size (the distilled student is judged on that
     validation split: a teacher that trained on it would leak). The data are the first run's,
@@ -181,7 +181,7 @@ def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "
         The cache folder.
     """
     from lightseg_tf.data.readers import read_dataset
-    from lightseg_tf.data.split import UNLABELLED
+    from lightseg_tf.data.split import UNLABELLED, sides
     from lightseg_tf.data.tfdata import load_letterboxed, load_letterboxed_image
     from lightseg_tf.models.predictor import KerasPredictor
     from lightseg_tf.models.saving import load_trained_model
@@ -204,7 +204,7 @@ def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "
     data = {"path": str(Path(data_path or dataset.root).resolve()), "format": data_format or dataset.format}
     writer = CacheWriter(out, image_size=size, classes=list(dataset.classes), splits=first.split, data=data)
     names = _teacher_names([rd.run_dir for rd in opened])
-    for split in splits:
+    for split in sides(first.split) if splits is None else splits:
         if split not in first.split:
             raise LightsegError(f"{first.run_dir / 'split.json'}: no {split!r} side (it has {sorted(first.split)})")
         part = dataset.subset(first.split[split])
