@@ -5,14 +5,15 @@
 # head-circumference error in mm with its sign, by quartile of the reference HC, for the Keras
 # model and its int8 export.
 # Usage: bash experiments/hc18_cpu.sh [RUN_ROOT]   (default runs/hc18)
-# Environment: SIZE (letterbox side, default 128), EPOCHS (default 10), NAME (default rtseg_cpu).
+# Environment: SIZE (letterbox side, default 128), EPOCHS (default 10), NAME (default rtseg_cpu),
+#   MODEL (default rtseg), OPTIONS (its model.options, default {}, e.g. '{base_filters: 12, depth: 4}').
 set -euo pipefail
 ROOT=${1:-runs/hc18}
 DATA=${HC18:-../shared/datasets/hc18}
 LS=${LS:-.venv/bin/lightseg}
 start=$(date +%s)
 NAME=${NAME:-rtseg_cpu}
-$LS train name=$NAME run_root=$ROOT data.path=$DATA data.format=hc18 model.name=rtseg "model.options={}" \
+$LS train name=$NAME run_root=$ROOT data.path=$DATA data.format=hc18 model.name=${MODEL:-rtseg} "model.options=${OPTIONS:-{\}}" \
     data.image_size=${SIZE:-128} data.batch_size=8 train.epochs=${EPOCHS:-10} train.learning_rate=0.003 train.verbose=2
 RUN=$ROOT/$NAME
 echo "training wall time: $(( $(date +%s) - start )) s"
