@@ -3,9 +3,10 @@
 # quantization calibrated on TRAIN, test Dice / HD95 of the int8 models (with Dice per block of 50
 # ids: recordings drift with id), and the latency table of both, side by side.
 #   bash experiments/psfhs_cpu.sh [RUN_ROOT]      (default runs/psfhs_cpu; ~40 min on 2 cores)
-# Environment: MODELS="rtseg lightseg_student" (either or both), HOLDOUT=random|last (last: the
-# test side is the last id blocks, the "unseen recordings" test of issue 19; random: id blocks
-# dealt at random), WIDTH / EPOCHS_LS for the LightSeg student (half width, 8 epochs by default:
+# Environment: MODELS="rtseg lightseg_student" (any of rtseg, lightseg_student, unet12: a U-Net of
+# base 12, depth 4, 1.1 M parameters), SIZE (letterbox side, default 128; PSFHS images are 256),
+# HOLDOUT=random|last (last: the test side is the last id blocks, the "unseen recordings" test
+# of issue 19; random: id blocks dealt at random), WIDTH / EPOCHS_LS for the LightSeg student (half width, 8 epochs by default:
 # WIDTH=1.0 EPOCHS_LS=10 is the paper's 1.34 M-parameter student, about 4x the training time here),
 # and any further config overrides in EXTRA (e.g. EXTRA="data.augment.brightness_contrast=0.8").
 set -euo pipefail
@@ -18,18 +19,19 @@ t0=$(date +%s)
 mkdir -p "$ROOT"
 $LS data split "$DATA" --format psfhs --out "$ROOT/split.json" --test-holdout "$HOLDOUT"
 CFG=(--config experiments/psfhs_cpu.yaml "run_root=$ROOT" "data.path=$DATA" "data.split_file=$ROOT/split.json"
-     train.verbose=2 ${EXTRA:-})
+     train.verbose=2 data.image_size=${SIZE:-128} ${EXTRA:-})
 for run in $MODELS; do
     case $run in
         rtseg) $LS train "${CFG[@]}" name=rtseg model.name=rtseg "model.options={}" ;;
         lightseg_student) $LS train "${CFG[@]}" name=lightseg_student model.name=lightseg_student \
             "model.options={width: ${WIDTH:-0.5}}" train.epochs=${EPOCHS_LS:-8} ;;
-        *) echo "unknown model $run (rtseg or lightseg_student)" >&2; exit 2 ;;
+        unet12) $LS train "${CFG[@]}" name=unet12 model.name=unet "model.options={base_filters: 12, depth: 4}" ;;
+        *) echo "unknown model $run (rtseg, lightseg_student or unet12)" >&2; exit 2 ;;
     esac
     $LS evaluate "$ROOT/$run" --data "$DATA" --format psfhs --out "$ROOT/$run" --blocks 50 > /dev/null
     $LS export "$ROOT/$run" --quant int8 --out "$ROOT/$run/model_int8.tflite"
     $LS evaluate --tflite "$ROOT/$run/model_int8.tflite" --data "$DATA" --format psfhs \
         --split-file "$ROOT/split.json" --out "$ROOT/$run" --blocks 50
 done
-$LS benchmark $(for m in $MODELS; do echo "$ROOT/$m"; done) --size 128 --runs 50 --out "$ROOT/bench" | tee "$ROOT/benchmark.md"
+$LS benchmark $(for m in $MODELS; do echo "$ROOT/$m"; done) --size ${SIZE:-128} --runs 50 --out "$ROOT/bench" | tee "$ROOT/benchmark.md"
 echo "wall time $(( $(date +%s) - t0 )) s"
