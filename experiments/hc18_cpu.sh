@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# HC18, CPU profile: the rtseg student on a subject-grouped split of ../shared/datasets/hc18 that
-# covers every head size (stratified by reference HC), 128 px letterbox, 10 epochs; then test Dice
-# (raw and with the ellipse post-processing: HC18's annotations are ellipses), and the
-# head-circumference error in mm with its sign, by quartile of the reference HC, for the Keras
-# model and its int8 export, with the confidence flag calibrated on VAL (flagged vs unflagged errors).
+# HC18, CPU profile: one small model on a subject-grouped split of ../shared/datasets/hc18 that
+# covers every head size (stratified by reference HC); by default the U-Net of base 12, depth 4
+# (1.1 M parameters) at a 256 px letterbox for 24 epochs (about 30 min on 2 cores: issue 19's
+# bar met, docs/BENCHMARKS.md). Then test Dice (raw and with the ellipse post-processing: HC18's
+# annotations are ellipses) and the head-circumference error in mm with its sign, by quartile of
+# the reference HC, for the Keras model and its int8 export, with the confidence flag calibrated
+# on VAL (flagged vs unflagged errors).
 # Usage: bash experiments/hc18_cpu.sh [RUN_ROOT]   (default runs/hc18)
-# Environment: SIZE (letterbox side, default 128), EPOCHS (default 10), NAME (default rtseg_cpu),
-#   MODEL (default rtseg), OPTIONS (its model.options, default {}, e.g. '{base_filters: 12, depth: 4}').
+# Environment: SIZE (letterbox side, default 256), EPOCHS (default 24), NAME (default unet12_256),
+#   MODEL (default unet), OPTIONS (its model.options, default '{base_filters: 12, depth: 4}'; the
+#   earlier profile was MODEL=rtseg OPTIONS='{}' SIZE=128 EPOCHS=10).
 set -euo pipefail
 ROOT=${1:-runs/hc18}
 DATA=${HC18:-../shared/datasets/hc18}
 LS=${LS:-.venv/bin/lightseg}
 start=$(date +%s)
-NAME=${NAME:-rtseg_cpu}
-$LS train name=$NAME run_root=$ROOT data.path=$DATA data.format=hc18 model.name=${MODEL:-rtseg} "model.options=${OPTIONS:-{\}}" \
-    data.image_size=${SIZE:-128} data.batch_size=8 train.epochs=${EPOCHS:-10} train.learning_rate=0.003 train.verbose=2
+NAME=${NAME:-unet12_256}
+$LS train name=$NAME run_root=$ROOT data.path=$DATA data.format=hc18 model.name=${MODEL:-unet} "model.options=${OPTIONS:-{base_filters: 12, depth: 4\}}" \
+    data.image_size=${SIZE:-256} data.batch_size=8 train.epochs=${EPOCHS:-24} train.learning_rate=0.003 train.verbose=2
 RUN=$ROOT/$NAME
 echo "training wall time: $(( $(date +%s) - start )) s"
 $LS evaluate $RUN --data $DATA --format hc18 --biometry --postprocess
