@@ -27,11 +27,8 @@ import numpy as np
 from lightseg_tf.anatomy.biometry import ellipse_region, fit_head_ellipse
 from lightseg_tf.data.letterbox import letterbox_mask, unletterbox_mask, unletterbox_probs
 from lightseg_tf.deploy.runtime import load_predictor
+from lightseg_tf.objectives.metrics import dice_iou_per_class
 from lightseg_tf.runs import open_run
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
 
 
 def measure(run: str, levels: list[float]) -> list[dict]:
@@ -53,7 +50,8 @@ def measure(run: str, levels: list[float]) -> list[dict]:
             for name, region in regions.items():
                 ell = fit_head_ellipse(region) if region.any() else None
                 row[name] = (np.nan, np.nan) if ell is None else (
-                    ell.perimeter * rec.pixel_size_mm - rec.hc_mm, dice(ellipse_region(ell, head.shape), head))
+                    ell.perimeter * rec.pixel_size_mm - rec.hc_mm,
+                    float(dice_iou_per_class(ellipse_region(ell, head.shape), head, 2)[0][1]))
             rows.append(row)
     return rows
 

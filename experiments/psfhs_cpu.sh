@@ -6,20 +6,22 @@
 # Environment: MODELS="rtseg lightseg_student" (any of rtseg, lightseg_student, unet12: a U-Net of
 # base 12, depth 4, 1.1 M parameters), SIZE (letterbox side, default 128; PSFHS images are 256),
 # HOLDOUT=random|last (last: the test side is the last id blocks, the "unseen recordings" test
-# of issue 19; random: id blocks dealt at random), WIDTH / EPOCHS_LS for the LightSeg student (half width, 8 epochs by default:
-# WIDTH=1.0 EPOCHS_LS=10 is the paper's 1.34 M-parameter student, about 4x the training time here),
-# and any further config overrides in EXTRA (e.g. EXTRA="data.augment.brightness_contrast=0.8").
+# of issue 19; random: id blocks dealt at random), WIDTH / EPOCHS_LS for the LightSeg student
+# (half width, 8 epochs by default: WIDTH=1.0 EPOCHS_LS=10 is the paper's 1.34 M-parameter
+# student, about 4x the training time here), and any further config overrides in EXTRA
+# (e.g. EXTRA="data.augment.brightness_contrast=0.8").
 set -euo pipefail
 ROOT=${1:-runs/psfhs_cpu}
 DATA=${PSFHS:-../shared/datasets/psfhs}
 LS=${LIGHTSEG:-.venv/bin/lightseg}
 MODELS=${MODELS:-rtseg lightseg_student}
 HOLDOUT=${HOLDOUT:-random}
+SIZE=${SIZE:-128}
 t0=$(date +%s)
 mkdir -p "$ROOT"
 $LS data split "$DATA" --format psfhs --out "$ROOT/split.json" --test-holdout "$HOLDOUT"
 CFG=(--config experiments/psfhs_cpu.yaml "run_root=$ROOT" "data.path=$DATA" "data.split_file=$ROOT/split.json"
-     train.verbose=2 data.image_size=${SIZE:-128} ${EXTRA:-})
+     train.verbose=2 data.image_size=$SIZE ${EXTRA:-})
 for run in $MODELS; do
     case $run in
         rtseg) $LS train "${CFG[@]}" name=rtseg model.name=rtseg "model.options={}" ;;
@@ -33,5 +35,5 @@ for run in $MODELS; do
     $LS evaluate --tflite "$ROOT/$run/model_int8.tflite" --data "$DATA" --format psfhs \
         --split-file "$ROOT/split.json" --out "$ROOT/$run" --blocks 50
 done
-$LS benchmark $(for m in $MODELS; do echo "$ROOT/$m"; done) --size ${SIZE:-128} --runs 50 --out "$ROOT/bench" | tee "$ROOT/benchmark.md"
+$LS benchmark $(for m in $MODELS; do echo "$ROOT/$m"; done) --size $SIZE --runs 50 --out "$ROOT/bench" | tee "$ROOT/benchmark.md"
 echo "wall time $(( $(date +%s) - t0 )) s"
