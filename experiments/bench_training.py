@@ -1,7 +1,7 @@
 """Training throughput of the students and the plain U-Net: the plain path vs the fast path.
 
 Usage: python experiments/bench_training.py [--models SPEC ...] [--size 128] [--batch 8]
-       [--steps 6] [--repeats 5] [--xla]
+       [--steps 6] [--repeats 5] [--xla] [--bf16]
 
 SPEC is ``name`` or ``name:{yaml options}``; the default is the three students
 (``lightseg_student`` full and half width, ``rtseg``) and the ~1.3 M-parameter plain U-Net
@@ -12,6 +12,9 @@ tf.data pipeline (phantom data, as ``lightseg train`` feeds it), compiled by
   before   ``train.fast_path=false``: the plain path (today's code path before issue 17)
   after    ``train.fast_path=true``: the fast path ``lightseg train`` uses by default
   after + XLA  (``--xla``) the fast path with ``train.jit_compile=true``
+  after + bf16 (``--bf16``) the fast path with ``train.mixed_precision=bfloat16`` (the model built
+               under Keras' ``mixed_bfloat16`` policy; pays only where the CPU has AMX or
+               AVX512-BF16)
 
 Side by side in one process, interleaved (repeat r runs every model and variant once), so machine
 noise hits every variant alike; each cell is the median over repeats of images / wall time of
@@ -48,6 +51,7 @@ from lightseg_tf.data.tfdata import make_dataset
 from lightseg_tf.deploy.model_stats import count_flops
 from lightseg_tf.deploy.runtime import make_interpreter
 from lightseg_tf.models import build_model
+from lightseg_tf.training.distribute import precision_policy
 from lightseg_tf.training.trainer import compile_for_training
 
 MODELS = ("lightseg_student", "lightseg_student:{width: 0.5}", "rtseg", "unet:{base_filters: 13, depth: 4}")
@@ -114,10 +118,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--xla", action="store_true", help="also time the fast path with XLA (jit_compile)")
+    ap.add_argument("--bf16", action="store_true", help="also time the fast path in mixed bfloat16")
     args = ap.parse_args()
     variants = {"before": TrainConfig(fast_path=False), "after": TrainConfig(fast_path=True)}
     if args.xla:
         variants["after + XLA"] = TrainConfig(fast_path=True, jit_compile=True)
+    if args.bf16:
+        variants["after + bf16"] = TrainConfig(fast_path=True, mixed_precision="bfloat16")
     loss_cfg = LossConfig(terms={"dlce": 1.0})  # the students' DLCE
     images = args.steps * args.batch
 
@@ -132,8 +139,11 @@ def main() -> None:
                 pipe = make_dataset(data, DataConfig(image_size=args.size, batch_size=args.batch),
                                     training=True).repeat()
                 keras.utils.set_random_seed(0)
+                # The policy applies to layers built under it, as configure_runtime sets it for a run.
+                keras.mixed_precision.set_global_policy(precision_policy(train_cfg.mixed_precision))
                 model = build_model(name, (args.size, args.size, 1), CLASSES, **options)
                 compile_for_training(model, train_cfg, loss_cfg, CLASSES, steps_per_epoch=100)
+                keras.mixed_precision.set_global_policy("float32")
                 fit = (lambda m=model, p=pipe: m.fit(p, epochs=1, steps_per_epoch=args.steps, verbose=0))
                 fit()  # warm-up: traces the step
                 runs[spec, label] = fit
