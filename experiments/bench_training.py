@@ -163,7 +163,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} at the end")
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in rates.items()}
     dense_gf = {k: statistics.median(v) for k, v in conv.items()}
-    print(f"dense 3x3 conv 128->128 at 128x128, fp32: " + ", ".join(f"{k} {v:.1f} GFLOP/s"
+    print("dense 3x3 conv 128->128 at 128x128, fp32: " + ", ".join(f"{k} {v:.1f} GFLOP/s"
                                                                   for k, v in dense_gf.items()))
     ref = dense_gf["TF oneDNN fwd+bwd"]
     after = [v for v in variants if v != "before"]
