@@ -107,7 +107,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 run(image=x)
                 times[key].append((time.perf_counter() - t0) * 1000)
-    print(f"\n| variant | int8 1t ms | int8 2t ms | class map = current |\n|---|---|---|---|")
+    print("\n| variant | int8 1t ms | int8 2t ms | class map = current |\n|---|---|---|---|")
     for name in VARIANTS:
         agree = float((maps[name] == maps["current"]).mean())
         print(f"| {name} | {statistics.median(times[name, 1]):.2f} | {statistics.median(times[name, 2]):.2f} "

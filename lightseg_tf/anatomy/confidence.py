@@ -27,7 +27,9 @@ The score (``SCORE_NAME``) is a product of six terms, each in [0, 1]::
 
 ``falloff(x, half) = 1 / (1 + (x / half)^2)``: 1 at 0, one half at ``half``, smooth (no ties at 0,
 so bad images still rank among themselves). No head (no ellipse) scores 0. Per structure (every foreground class drawn) the confidence is
-the mean top1 - top2 margin over its pixels.
+the mean top1 - top2 margin over its pixels, with a threshold of its own calibrated on VAL
+(:func:`low_structures`; a small structure can fail while the head is fine: PSFHS's pubic
+symphysis on unseen recordings, docs/BENCHMARKS.md).
 
 The browser demo (``headConfidence`` in ``tflite/web/core.js``) and the Android app
 (``core/Confidence.kt``) port :func:`head_confidence` and :func:`verdict` to flag their own
@@ -198,6 +200,43 @@ def choose_threshold(scores, bad, good_quantile: float = 0.02) -> float:
     good = scores[~bad]
     t_good = float(np.quantile(good, good_quantile)) if len(good) else 1.0
     return round_half_up(max(t_bad, t_good), 2)
+
+
+STRUCTURE_DICE_MIN = 0.7  # a VAL image is bad for a structure below this Dice (small structures: PSFHS's PS)
+STRUCTURE_RULE = ("per structure: choose_threshold on the structure's margin over the VAL images that hold it "
+                  "(predicted or annotated), bad below structure_dice_min Dice of that structure")
+
+
+def structure_flag(name: str) -> str:
+    """The flag a structure below its threshold gets: "low confidence (pubic symphysis): do not use"."""
+    return f"low confidence ({name}): do not use"
+
+
+def structure_thresholds(calibration: dict | None) -> dict[str, float]:
+    """``{class name: threshold}`` of a calibration (``confidence.json`` or a card's ``confidence``),
+    whichever of the two shapes it holds (the run's ``{name: {threshold, val}}``, the card's
+    ``{name: threshold}``); empty when it has none."""
+    out = {}
+    for name, v in ((calibration or {}).get("structures") or {}).items():
+        t = v.get("threshold") if isinstance(v, dict) else v
+        if t is not None:
+            out[name] = float(t)
+    return out
+
+
+def low_structures(margins: dict[str, float], thresholds: dict[str, float] | None) -> list[str]:
+    """The drawn structures whose margin is below their calibrated threshold (:func:`verdict`).
+
+    Args:
+        margins: :func:`structure_margins` of one image (drawn structures only).
+        thresholds: ``{class name: threshold}`` from the card or ``confidence.json``
+            (``structures``); None or a structure without one: never flagged.
+
+    Returns:
+        Their names, in the order of ``margins`` (class order).
+    """
+    thresholds = thresholds or {}
+    return [name for name, m in margins.items() if verdict(m, thresholds.get(name)) == "low"]
 
 
 def verdict(score: float, threshold: float | None) -> str:

@@ -43,6 +43,9 @@ def register(sub) -> None:
     p.add_argument("--hc-tolerance", type=float, default=0.05,
                    help="an image is bad above this relative HC error (default 0.05)")
     p.add_argument("--dice-min", type=float, default=0.9, help="... or below this head Dice (default 0.9)")
+    p.add_argument("--structure-dice-min", type=float, default=0.7,
+                   help="per structure, an image is bad below this Dice of the structure; each structure's "
+                        "margin threshold is chosen by the same rule (default 0.7)")
     p.add_argument("--good-quantile", type=float, default=0.02,
                    help="the threshold is at least this quantile of the good VAL images' scores (default 0.02)")
     p.add_argument("--json", action="store_true", help="print confidence.json")
@@ -64,7 +67,8 @@ def run_evaluate(args) -> int:
     from lightseg_tf.data.split import split_side
     from lightseg_tf.deploy.runtime import load_predictor
     from lightseg_tf.errors import LightsegError
-    from lightseg_tf.evaluation.evaluate import evaluate_and_write, format_blocks, format_summary
+    from lightseg_tf.evaluation.evaluate import (evaluate_and_write, format_blocks, format_structure_flags,
+                                                 format_summary)
     from lightseg_tf.runs import run_split_file
 
     target = args.tflite or args.model
@@ -91,6 +95,8 @@ def run_evaluate(args) -> int:
         print(format_summary(result.summary))
         if args.blocks:
             print(f"\nDice by block of {args.blocks} ids:\n" + format_blocks(result.summary["by_id_block"]))
+        if result.summary.get("structure_confidence"):
+            print("\nconfidence per structure:\n" + format_structure_flags(result.summary["structure_confidence"]))
         if result.post is not None:
             print("\nwith post-processing:")
             print(format_summary(result.post.summary))
@@ -104,7 +110,7 @@ def run_calibrate(args) -> int:
     from lightseg_tf.evaluation.confidence import calibrate_run
 
     result = calibrate_run(args.run, args.model_file, hc_tolerance=args.hc_tolerance, dice_min=args.dice_min,
-                           good_quantile=args.good_quantile)
+                           good_quantile=args.good_quantile, structure_dice_min=args.structure_dice_min)
     result.pop("rows")
     if args.json:
         print(json.dumps(result, indent=2))
@@ -113,5 +119,10 @@ def run_calibrate(args) -> int:
     print(f"confidence threshold {result['threshold']:.2f} ({result['score']}), on {v['n']} VAL images: "
           f"{v['bad']} bad, {v['flagged']} flagged ({v['flagged_bad']} of them bad)")
     print(f"rule: {result['rule']}")
+    for name, st in result["structures"].items():
+        sv = st["val"]
+        print(f"  {name}: margin threshold {st['threshold']:.2f} on {sv['n']} VAL images holding it: "
+              f"{sv['bad']} bad, {sv['flagged']} flagged ({sv['flagged_bad']} of them bad)")
+    print(f"structure rule: {result['structure_rule']}")
     print(f"written to {args.run}/confidence.json; lightseg export copies it into the model card")
     return 0

@@ -19,6 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from lightseg_tf import __version__
+from lightseg_tf.anatomy.confidence import structure_thresholds
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import atomic_path, json_text, remove_stale_temps, write_text_atomic
 from lightseg_tf.core.log import LOG
@@ -284,7 +285,8 @@ def set_card_metrics(tflite: str | Path, metrics: dict | None) -> Path:
 
 
 def card_confidence(calibration: dict | None, source: str) -> dict | None:
-    """The card's ``confidence`` (score, threshold, calibrated_on) from a run's ``confidence.json``;
+    """The card's ``confidence`` (score, threshold, calibrated_on, ``structures``: {class: margin
+    threshold}) from a run's ``confidence.json``;
     None when the run was not calibrated (``lightseg calibrate RUN``) or was for another model file
     than ``source``, the one exported."""
     if not calibration:
@@ -294,4 +296,5 @@ def card_confidence(calibration: dict | None, source: str) -> dict | None:
                     "run lightseg calibrate RUN --model-file %s", calibration.get("calibrated_on", {}).get("model"),
                     source, source)
         return None
-    return {k: calibration.get(k) for k in ("score", "threshold", "calibrated_on")}
+    return {**{k: calibration.get(k) for k in ("score", "threshold", "calibrated_on")},
+            "structures": structure_thresholds(calibration)}

@@ -9,7 +9,8 @@ uses for a .tflite too):
 
     and from the same inference: model probabilities (S x S x C, the raw tensor) -> un-letterboxed
     (bilinear, H x W x C) -> head confidence (:func:`~lightseg_tf.anatomy.confidence.head_confidence`,
-    what ``lightseg measure`` computes for a .tflite) -> its verdict at a few thresholds
+    what ``lightseg measure`` computes for a .tflite) -> its verdict at a few thresholds, and the
+    structures flagged at thresholds around each structure's margin
 
 as gzip-compressed raw files (``*.raw.gz``, uint8; the probabilities in the tensor's dtype, float32
 little-endian for a float model; a plain ``*.raw`` of an older set is read as it is) plus a PNG of
@@ -128,6 +129,22 @@ def _case_thresholds(score: float, card_threshold: float | None) -> list:
     return list(dict.fromkeys([card_threshold, None, *steps]))
 
 
+def _structure_flag_cases(margins: dict[str, float]) -> list:
+    """``[thresholds, flagged structures]`` rows: each structure alone at the three 0.01 steps
+    around its margin as reported, then all at once one step above: a port whose margins or
+    rounding drift by a step, or whose order differs, flags differently at one of them."""
+    from lightseg_tf.anatomy.confidence import low_structures
+    from lightseg_tf.anatomy.precision import round_half_up
+
+    rows = []
+    for name, m in margins.items():
+        r = round_half_up(m, 2)
+        rows += [[{name: t}, low_structures(margins, {name: t})]
+                 for t in dict.fromkeys(round_half_up(r + d, 2) for d in (-0.01, 0.0, 0.01))]
+    every = {name: round_half_up(round_half_up(m, 2) + 0.01, 2) for name, m in margins.items()}
+    return rows + ([[every, low_structures(margins, every)]] if margins else [])
+
+
 def write_golden(model: str | Path, out: str | Path, n: int = 3, seed: int = 7,
                  real_shapes: Iterable[tuple[int, int]] = REAL_SHAPES,
                  cases: Iterable[tuple[str, np.ndarray, float | None]] | None = None, hard: bool = True) -> Path:
@@ -183,7 +200,8 @@ def write_golden(model: str | Path, out: str | Path, n: int = 3, seed: int = 7,
             "confidence": {"band_px": band, "score": conf["score"], "components": conf["components"],
                            "raw": conf["raw"], "structures": conf["structures"],
                            "verdicts": [[t, verdict(conf["score"], t)]
-                                        for t in _case_thresholds(conf["score"], card_threshold)]},
+                                        for t in _case_thresholds(conf["score"], card_threshold)],
+                           "structure_flags": _structure_flag_cases(conf["structures"])},
         })
     model_copy = out / Path(model).name
     if Path(model).resolve() != model_copy.resolve():

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from lightseg_tf.anatomy.biometry import HEAD_CLASS_NAMES, measure_mask
-from lightseg_tf.anatomy.confidence import (LOW_CONFIDENCE, SCORE_FORMULA, SCORE_NAME, THRESHOLD_RULE,
-                                            band_width_px, choose_threshold, head_confidence, verdict)
+from lightseg_tf.anatomy.confidence import (LOW_CONFIDENCE, SCORE_FORMULA, SCORE_NAME, STRUCTURE_DICE_MIN,
+                                            STRUCTURE_RULE, THRESHOLD_RULE, band_width_px, choose_threshold,
+                                            head_confidence, low_structures, structure_flag, structure_thresholds,
+                                            verdict)
 from lightseg_tf.anatomy.precision import round_half_up
 from lightseg_tf.core.io import write_json_atomic
 from lightseg_tf.core.log import LOG
@@ -24,6 +26,7 @@ from lightseg_tf.deploy.runtime import TFLitePredictor, load_predictor
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 from lightseg_tf.models.saving import model_path
+from lightseg_tf.objectives.metrics import dice_iou_per_class
 from lightseg_tf.runs import CONFIDENCE_FILE, open_run
 
 
@@ -53,18 +56,23 @@ def predict_with_confidence(predictor: Predictor, image: np.ndarray, classes=Non
 
 def confidence_fields(conf: dict, calibration: dict | None) -> dict:
     """The fields a measurement row gets: ``confidence`` (0.01), ``confidence_threshold``,
-    ``confidence_status`` (low / ok / uncalibrated), per-structure margins and the components."""
+    ``confidence_status`` (low / ok / uncalibrated), per-structure margins, the structures below
+    their own thresholds (``confidence_low_structures``) and the components."""
     threshold = (calibration or {}).get("threshold")
     return {"confidence": round_half_up(conf["score"], 2), "confidence_threshold": threshold,
             "confidence_status": verdict(conf["score"], threshold),
             "confidence_structures": {k: round_half_up(v, 2) for k, v in conf["structures"].items()},
+            "confidence_low_structures": low_structures(conf["structures"], structure_thresholds(calibration)),
             "confidence_components": {k: round_half_up(v, 3) for k, v in conf["components"].items()}}
 
 
 def add_confidence(m: dict, conf: dict, calibration: dict | None) -> dict:
     """``m`` (a :func:`measure_mask` dict) with :func:`confidence_fields`; a low score puts
-    "low confidence: do not use" first among its flags, an unknown threshold a note."""
+    "low confidence: do not use" first among its flags, each structure below its own threshold
+    "low confidence (<structure>): do not use" after it, an unknown threshold a note."""
     m.update(confidence_fields(conf, calibration))
+    for name in reversed(m["confidence_low_structures"]):
+        m["flags"].insert(0, structure_flag(name))
     if m["confidence_status"] == "low":
         m["flags"].insert(0, LOW_CONFIDENCE)
     elif m["confidence_status"] == "uncalibrated":
@@ -85,7 +93,7 @@ def head_dice(pred: np.ndarray, pred_classes, truth: np.ndarray, truth_classes) 
 
 def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path | None = None, *,
                          model: str | None = None, hc_tolerance: float = 0.05, dice_min: float = 0.9,
-                         good_quantile: float = 0.02) -> dict:
+                         good_quantile: float = 0.02, structure_dice_min: float = STRUCTURE_DICE_MIN) -> dict:
     """Choose the "low confidence: do not use" threshold on VAL images and write ``confidence.json``.
 
     Each VAL image is measured as ``lightseg measure`` measures it (:func:`predict_with_confidence`)
@@ -96,6 +104,11 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
     dominate) and (2) the ``good_quantile`` quantile of the good images' scores (the model is
     outside what VAL showed it does well).
 
+    Every foreground structure gets a threshold of its own on its probability margin
+    (:func:`~lightseg_tf.anatomy.confidence.structure_margins`), by the same rule over the VAL
+    images that hold it (predicted or annotated), bad below ``structure_dice_min`` Dice of that
+    structure: a small structure can fail on an image whose head is fine.
+
     Args:
         predictor: the model, as it will be used to measure.
         val_dataset: the run's VAL split (records with masks; HC18 also gives reference HCs).
@@ -104,13 +117,18 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
 
     Returns:
         ``{"score", "formula", "threshold", "rule", "calibrated_on", "val": {n, bad, flagged,
-        flagged_bad, ...}, "rows": [per image]}`` (``rows`` is not written).
+        flagged_bad, ...}, "structures": {class: {"threshold", "val": {n, bad, flagged,
+        flagged_bad}}}, "rows": [per image]}`` (``rows`` is not written).
     """
     classes = predictor.classes or val_dataset.classes
-    rows = []
+    rows, per_structure = [], {name: [] for name in classes[1:]}
     for rec in val_dataset.records:
         image, truth = val_dataset.load_pair(rec)
         mask, conf = predict_with_confidence(predictor, image, classes)
+        dice_k = dice_iou_per_class(mask, truth, len(classes))[0]
+        for k, name in enumerate(classes[1:], start=1):
+            if np.isfinite(dice_k[k]):  # the structure is predicted or annotated on this image
+                per_structure[name].append((conf["structures"].get(name, 0.0), dice_k[k] < structure_dice_min))
         hc = measure_mask(mask, classes, rec.pixel_size_mm).get("hc")
         rel = (hc - rec.hc_mm) / rec.hc_mm if hc is not None and rec.hc_mm and rec.pixel_size_mm else None
         dice = head_dice(mask, classes, truth, val_dataset.classes)
@@ -134,6 +152,16 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
                 "score_median_good": float(np.median(scores[~bad])) if (~bad).any() else None,
                 "score_median_bad": float(np.median(scores[bad])) if bad.any() else None},
     }
+    result["structures"] = {}
+    for name, pairs in per_structure.items():
+        if pairs:
+            margins, s_bad = np.array([m for m, _ in pairs]), np.array([b for _, b in pairs])
+            t = choose_threshold(margins, s_bad, good_quantile)
+            low = np.array([verdict(m, t) == "low" for m in margins])
+            result["structures"][name] = {"threshold": t, "val": {
+                "n": len(pairs), "bad": int(s_bad.sum()), "flagged": int(low.sum()),
+                "flagged_bad": int((low & s_bad).sum())}}
+    result["structure_rule"] = f"{STRUCTURE_RULE}; structure_dice_min {structure_dice_min}"
     if out_dir is not None:
         write_json_atomic(Path(out_dir) / CONFIDENCE_FILE, result)
     return {**result, "rows": rows}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightseg_tf.anatomy.confidence import low_structures, structure_margins, structure_thresholds
 from lightseg_tf.core.io import write_csv_atomic, write_json_atomic
 from lightseg_tf.core.log import progress
 from lightseg_tf.data.dataset import SegDataset
@@ -74,9 +75,11 @@ def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
     predictor.check_classes(dataset.classes, f"the data in {dataset.root}")
     variants = {"raw": ([], [])} | ({"post": ([], [])} if postprocess is not None else {})
     units = set()
+    thresholds = structure_thresholds(predictor.calibration)
     for rec, _, mask, probs in predict_dataset(predictor, dataset, batch_size, bar):
         raw = probs.argmax(-1).astype(np.int32)
         units.add("mm" if rec.pixel_size_mm else "px")
+        margins = structure_margins(probs, raw, dataset.classes)
         for name, (rows, scores) in variants.items():
             pred = raw if name == "raw" else postprocess(raw, probs)
             s = score_image(pred, mask, dataset.num_classes, rec.pixel_size_mm, surface=surface)
@@ -84,16 +87,62 @@ def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
             row = {"id": rec.id, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
             for m in (*OVERLAP, *(SURFACE if surface else ())):
                 row.update({f"{m}_{c}": float(v) for c, v in zip(dataset.classes, s[m])})
+            # The raw prediction's margin per drawn structure, and whether it is below its threshold.
+            row.update({f"margin_{c}": margins.get(c, float("nan")) for c in dataset.classes[1:]})
+            if thresholds:
+                low = low_structures(margins, thresholds)
+                row.update({f"low_confidence_{c}": c in low for c in dataset.classes[1:] if c in thresholds})
             rows.append(row)
     results = {}
     for name, (rows, scores) in variants.items():
         summary = summarise(scores, dataset.classes)
         summary["surface_distance_units"] = "/".join(sorted(units)) if surface else None
         summary["postprocessed"] = name == "post"
+        if thresholds:
+            summary["structure_confidence"] = structure_flag_summary(rows, thresholds)
         results[name] = EvalResult(rows, summary)
     result = results["raw"]
     result.post = results.get("post")
     return result
+
+
+def structure_flag_summary(rows: list[dict], thresholds: dict[str, float]) -> dict:
+    """Per structure with a calibrated margin threshold: how many images were flagged "low
+    confidence (<structure>): do not use" and the structure's mean Dice on flagged vs unflagged
+    images (does the flag catch the bad segmentations?).
+
+    Args:
+        rows: :func:`evaluate`'s per-image rows (``dice_<class>``, ``low_confidence_<class>``).
+        thresholds: ``{class: margin threshold}``.
+
+    Returns:
+        ``{class: {"threshold", "n", "flagged", "share_flagged", "dice_flagged", "dice_unflagged"}}``
+        over the images where the structure's Dice is defined (None for an empty side).
+    """
+    out = {}
+    for c, t in thresholds.items():
+        part = [r for r in rows if f"low_confidence_{c}" in r and np.isfinite(r[f"dice_{c}"])]
+        flagged = [r[f"dice_{c}"] for r in part if r[f"low_confidence_{c}"]]
+        unflagged = [r[f"dice_{c}"] for r in part if not r[f"low_confidence_{c}"]]
+        out[c] = {"threshold": t, "n": len(part), "flagged": len(flagged),
+                  "share_flagged": len(flagged) / len(part) if part else None,
+                  "dice_flagged": float(np.mean(flagged)) if flagged else None,
+                  "dice_unflagged": float(np.mean(unflagged)) if unflagged else None}
+    return out
+
+
+def format_structure_flags(summary: dict) -> str:
+    """Text lines of :func:`structure_flag_summary`: flagged share and Dice flagged vs unflagged."""
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    lines = []
+    for c, s in summary.items():
+        share = "n/a" if s["share_flagged"] is None else f"{s['share_flagged']:.1%}"
+        lines.append(f"{c}: margin < {s['threshold']:.2f} flagged 'low confidence ({c}): do not use' on "
+                     f"{s['flagged']} of {s['n']} images ({share}); Dice flagged {fmt(s['dice_flagged'])} "
+                     f"vs unflagged {fmt(s['dice_unflagged'])}")
+    return "\n".join(lines)
 
 
 def write_results(result: EvalResult, out_dir: str | Path, stem: str = "eval") -> tuple[Path, Path]:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lightseg_tf.anatomy.biometry import Ellipse
-from lightseg_tf.anatomy.confidence import choose_threshold, ellipse_residual, head_confidence, verdict
+from lightseg_tf.anatomy.confidence import (choose_threshold, ellipse_residual, head_confidence, low_structures,
+                                            structure_flag, structure_thresholds, verdict)
 
 CLASSES = ("background", "head")
 
@@ -80,3 +81,19 @@ def test_threshold_is_where_bad_images_dominate_or_below_the_good_ones():
         choose_threshold([0.5], [True, False])
     assert [verdict(s, 0.5) for s in (0.494, 0.495, 0.7)] == ["low", "ok", "ok"]  # decided at 0.01, as printed
     assert verdict(0.1, None) == "uncalibrated"
+
+
+def test_structures_below_their_own_thresholds_are_flagged_at_the_printed_precision():
+    margins = {"pubic symphysis": 0.924, "fetal head": 0.97}  # drawn structures, class order
+    assert low_structures(margins, {"pubic symphysis": 0.93, "fetal head": 0.91}) == ["pubic symphysis"]
+    assert low_structures({"pubic symphysis": 0.925}, {"pubic symphysis": 0.93}) == []  # 0.925 prints 0.93
+    assert low_structures(margins, {"fetal head": 0.98}) == ["fetal head"]  # no threshold: never flagged
+    assert low_structures(margins, None) == [] and low_structures({}, {"fetal head": 0.9}) == []
+    assert structure_flag("pubic symphysis") == "low confidence (pubic symphysis): do not use"
+
+
+def test_structure_thresholds_read_the_run_and_the_card_shapes():
+    run = {"structures": {"PS": {"threshold": 0.93, "val": {"n": 5}}, "FH": {"threshold": None, "val": {}}}}
+    assert structure_thresholds(run) == {"PS": 0.93}
+    assert structure_thresholds({"structures": {"PS": 0.93, "FH": 0.9}}) == {"PS": 0.93, "FH": 0.9}
+    assert structure_thresholds(None) == {} and structure_thresholds({"threshold": 0.3}) == {}

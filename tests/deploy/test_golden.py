@@ -47,6 +47,7 @@ def test_committed_golden_vectors_are_what_python_produces_today(tmp_path):
             assert new["confidence"][part] == pytest.approx(old["confidence"][part], rel=1e-9), old["name"]
         assert new["confidence"]["score"] == pytest.approx(old["confidence"]["score"], rel=1e-9)
         assert new["confidence"]["verdicts"] == old["confidence"]["verdicts"]
+        assert new["confidence"]["structure_flags"] == old["confidence"]["structure_flags"]
     assert fresh["confidence"] == manifest["confidence"]
     assert any(c["measurements"]["hc_mm"] for c in manifest["cases"]), "the golden model must find a head"
 
@@ -62,6 +63,9 @@ def test_golden_cases_put_every_confidence_term_to_work():
     assert all(c["confidence"]["structures"] for c in manifest["cases"] if c["measurements"]["hc_px"])
     verdicts = {v for c in manifest["cases"] for _, v in c["confidence"]["verdicts"]}
     assert verdicts == {"low", "ok", "uncalibrated"}
+    # per-structure flags: rows that flag a structure, rows that flag none, and rows that flag several
+    flagged = [len(low) for c in manifest["cases"] for _, low in c["confidence"]["structure_flags"]]
+    assert 0 in flagged and 1 in flagged and max(flagged) >= 2
     table = {(s, t): v for s, t, v in manifest["confidence"]["verdict_table"]}
     assert table[(0.295, 0.3)] == "ok"  # half-up on 0.295, where Math.round(0.295 * 100) gives 29
     assert table[(0.1449999, 0.15)] == "low"

@@ -19,7 +19,7 @@ from conftest import REPO_ROOT
 
 from web_server import serve
 
-from lightseg_tf.anatomy.confidence import LOW_CONFIDENCE, verdict
+from lightseg_tf.anatomy.confidence import LOW_CONFIDENCE, low_structures, structure_flag, verdict
 from lightseg_tf.anatomy.precision import round_half_up
 from lightseg_tf.deploy.golden import CONFIDENCE_ATOL, read_raw
 from lightseg_tf.evaluation.measure import _confidence
@@ -121,33 +121,40 @@ CALIBRATED = 0.6  # a test threshold between the golden scores: some cases are f
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_browser_class_maps_match_the_python_runner_and_a_screenshot_is_saved(litert_js, tmp_path):
     """Every golden case in LiteRT.js: the class map, HC, and the head confidence within 0.005 of
-    Python's with Python's verdict, against a copy of the card calibrated at ``CALIBRATED``: a flagged
-    case shows "low confidence: do not use", an unflagged one no flag; the uncalibrated golden card
-    says so."""
+    Python's with Python's verdict, against a copy of the card calibrated at ``CALIBRATED`` (and per
+    structure at the median margin): a flagged case shows "low confidence: do not use" and each
+    structure Python flags, an unflagged one no flag; the uncalibrated golden card says so."""
     manifest = json.loads((GOLDEN / "golden.json").read_text())
     size = manifest["size"]
     golden = tmp_path / "golden"
     shutil.copytree(GOLDEN, golden)
     card = json.loads((GOLDEN / f"{Path(manifest['model']).stem}.json").read_text())
+    # Per-structure thresholds at each structure's median margin over the cases: some flag it, some not.
+    margins = [c["confidence"]["structures"] for c in manifest["cases"]]
+    structures = {k: round_half_up(float(np.median([m[k] for m in margins if k in m])), 2)
+                  for k in manifest["classes"][1:] if any(k in m for m in margins)}
     card["confidence"] = {"score": manifest["confidence"]["score"], "threshold": CALIBRATED,
-                          "calibrated_on": {"split": "val", "note": "a test value"}}
+                          "calibrated_on": {"split": "val", "note": "a test value"}, "structures": structures}
     (golden / "calibrated.json").write_text(json.dumps(card))
     server, base = serve(litert_js, golden)
     try:
         urls = [f"{base}/?model=/golden/{manifest['model']}&card=/golden/calibrated.json"
                 f"&image=/golden/{case['files']['png']}&px={case['pixel_size_mm'] or ''}" for case in manifest["cases"]]
-        flagged = []
+        flagged, parts_flagged = [], 0
         for case, url in zip(manifest["cases"], urls):
             attrs, dom = _page(url)
             score = case["confidence"]["score"]
             assert float(attrs["confidence"]) == pytest.approx(score, abs=0.005), case["name"]
             assert attrs["confidence-status"] == verdict(score, CALIBRATED), case["name"]
             shown = re.search(r'<p id="flag"[^>]*>([^<]*)</p>', dom)
+            low_parts = low_structures(case["confidence"]["structures"], structures)
+            assert attrs["low-structures"] == "|".join(low_parts), case["name"]
+            want_flags = [LOW_CONFIDENCE] * (attrs["confidence-status"] == "low") + [structure_flag(k) for k in low_parts]
+            assert shown.group(1) == "; ".join(want_flags), case["name"]
+            assert ("hidden" in shown.group(0)) == (not want_flags)
             if attrs["confidence-status"] == "low":
                 flagged.append(case["name"])
-                assert shown.group(1) == LOW_CONFIDENCE and "hidden" not in shown.group(0)
-            else:
-                assert shown.group(1) == "" and "hidden" in shown.group(0)
+            parts_flagged += bool(low_parts)
             assert f"confidence {round_half_up(float(attrs['confidence']), 2):.2f} (threshold 0.60)" in dom
             print(f"{case['name']}: confidence {float(attrs['confidence']):.6f} vs Python {score:.6f}, "
                   f"|diff| {abs(float(attrs['confidence']) - score):.1e} ({attrs['confidence-status']})")
@@ -162,7 +169,7 @@ def test_browser_class_maps_match_the_python_runner_and_a_screenshot_is_saved(li
                 print(f"{case['name']}: class map {100 * agree:.2f} % of pixels, HC {float(attrs['hc']):.3f} mm "
                       f"vs Python {want:.3f} mm")
             assert attrs.get("training-domain") == "phantom (lightseg)"  # the golden card is an older one
-        assert flagged and len(flagged) < len(urls)
+        assert flagged and len(flagged) < len(urls) and 0 < parts_flagged < len(urls)
         uncalibrated = f"card=/golden/{Path(manifest['model']).stem}.json"
         attrs, dom = _page(urls[1].replace("card=/golden/calibrated.json", uncalibrated))
         assert attrs["confidence-status"] == "uncalibrated" and "(uncalibrated: no threshold known)" in dom

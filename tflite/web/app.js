@@ -3,9 +3,9 @@
 // core.js. URL parameters (for links and the automated test): ?model=URL&card=URL&image=URL&px=MM,
 // and &runs=N to time N inferences after a warm-up and report their median.
 import { Tensor, loadAndCompile, loadLiteRt } from "@litertjs/core";
-import { LOW_CONFIDENCE, UNKNOWN_TRAINING_DOMAIN, bandWidthPx, cardThreshold, confidenceLine, dequantize,
-         headConfidence, letterbox, measure, overlay, trainingDomain, trainingDomainLine, unletterbox,
-         unletterboxProbs, verdict } from "./core.js";
+import { LOW_CONFIDENCE, UNKNOWN_TRAINING_DOMAIN, bandWidthPx, cardStructureThresholds, cardThreshold,
+         confidenceLine, dequantize, headConfidence, letterbox, lowStructures, measure, overlay, structureFlag,
+         trainingDomain, trainingDomainLine, unletterbox, unletterboxProbs, verdict } from "./core.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -164,9 +164,13 @@ function report() {
     // The model's training domain beside the numbers: an HC from a phantom-trained model is not
     // an HC from a model trained on real scans.
     ` — ${trainingDomainLine(state.card)}`;
-  $("flag").textContent = judged === "low" ? LOW_CONFIDENCE : "";
-  $("flag").hidden = judged !== "low";
-  Object.assign(document.body.dataset, { confidence: conf ? String(conf.score) : "", confidenceStatus: judged });
+  // Each structure below its own calibrated margin threshold is flagged too (lightseg measure's flags).
+  const lowParts = conf ? lowStructures(conf.structures, cardStructureThresholds(state.card)) : [];
+  const flags = [...(judged === "low" ? [LOW_CONFIDENCE] : []), ...lowParts.map(structureFlag)];
+  $("flag").textContent = flags.join("; ");
+  $("flag").hidden = flags.length === 0;
+  Object.assign(document.body.dataset, { confidence: conf ? String(conf.score) : "", confidenceStatus: judged,
+                                         lowStructures: lowParts.join("|") });
   document.body.dataset.hc = m ? m.hc.toFixed(3) : "";
   document.body.dataset.ms = state.ms.toFixed(2);
   status("done", `done: ${state.image} segmented by ${state.name}`);

@@ -6,13 +6,13 @@
 // (from the golden probabilities, dequantized per the card and un-letterboxed) within --ctol of
 // Python's score and each component (golden.py's CONFIDENCE_ATOL: same inputs, only float
 // rounding differs), with Python's verdict at every threshold the case lists; then golden.json's
-// verdict table (half-up rounding edges). Prints one JSON line per case and a summary line; exits
+// verdict table (half-up rounding edges); the structures flagged at each case's structure_flags thresholds. Prints one JSON line per case and a summary line; exits
 // 1 when something fails, 2 on bad arguments.
 import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
-import { bandWidthPx, dequantize, headConfidence, letterbox, measure, unletterbox, unletterboxProbs,
-         verdict } from "./core.js";
+import { bandWidthPx, dequantize, headConfidence, letterbox, lowStructures, measure, unletterbox,
+         unletterboxProbs, verdict } from "./core.js";
 
 const args = process.argv.slice(2);
 const dir = args[0];
@@ -76,6 +76,11 @@ for (const c of manifest.cases) {
       for (const k of names) diffs.push(Math.abs(conf[part][k] - wantConf[part][k]));  // a missing one is NaN
     }
     const verdicts = wantConf.verdicts.map(([t, v]) => verdict(conf.score, t) === v);
+    // Per-structure flags at thresholds around each margin: Python's low_structures, in class order.
+    for (const [thresholds, low] of wantConf.structure_flags || []) {
+      verdicts.push(JSON.stringify(lowStructures(conf.structures, thresholds)) === JSON.stringify(low));
+    }
+    if (!wantConf.structure_flags) verdicts.push(false);  // regenerate golden.json (lightseg export --golden)
     Object.assign(row, { confidence: conf.score, confidence_python: wantConf.score,
                          confidence_diff: Math.abs(conf.score - wantConf.score),
                          confidence_max_diff: Math.max(...diffs), verdicts_ok: verdicts.every(Boolean) });

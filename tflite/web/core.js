@@ -340,6 +340,25 @@ export function verdict(score, threshold) {
   return roundHalfUp(score, 2) < roundHalfUp(threshold, 2) ? "low" : "ok";
 }
 
+/** "low confidence (<structure>): do not use", Python's structure_flag. */
+export function structureFlag(name) {
+  return `low confidence (${name}): do not use`;
+}
+
+/**
+ * The drawn structures whose margin is below their calibrated threshold, in the margins' (class)
+ * order; a structure without a threshold is never flagged (Python's low_structures).
+ */
+export function lowStructures(margins, thresholds) {
+  return Object.keys(margins).filter((name) => verdict(margins[name], (thresholds || {})[name] ?? null) === "low");
+}
+
+/** The card's per-structure thresholds (card.confidence.structures: {class: threshold}), {} when none. */
+export function cardStructureThresholds(card) {
+  const s = (card && card.confidence && card.confidence.structures) || {};
+  return Object.fromEntries(Object.entries(s).filter(([, t]) => typeof t === "number" && Number.isFinite(t)));
+}
+
 const falloff = (x, half) => 1 / (1 + (x / half) ** 2);
 const clip01 = (v) => (Number.isNaN(v) ? 0 : Math.min(1, Math.max(0, v)));  // Python's _clip01: NaN -> 0
 

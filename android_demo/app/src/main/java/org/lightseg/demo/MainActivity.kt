@@ -91,9 +91,12 @@ class MainActivity : AppCompatActivity() {
         text.append("\n").append(Confidence.line(r.confidence.score, threshold))
         findViewById<TextView>(R.id.result).text = text
         val low = Confidence.verdict(r.confidence.score, threshold) == "low"
+        // Each structure below its own calibrated margin threshold is flagged too (lightseg measure's flags).
+        val lowParts = Confidence.lowStructures(r.confidence.structures, segmenter.structureThresholds)
+        val flags = (if (low) listOf(Confidence.LOW_CONFIDENCE) else emptyList()) + lowParts.map(Confidence::structureFlag)
         val flag = findViewById<TextView>(R.id.flag)
-        flag.text = if (low) Confidence.LOW_CONFIDENCE else ""
-        flag.visibility = if (low) View.VISIBLE else View.GONE
+        flag.text = flags.joinToString("; ")
+        flag.visibility = if (flags.isNotEmpty()) View.VISIBLE else View.GONE
     }
 
     private fun legend(): CharSequence {

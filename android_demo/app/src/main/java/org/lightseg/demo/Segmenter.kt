@@ -35,6 +35,9 @@ class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
     /** The card's "low confidence: do not use" threshold (lightseg calibrate), null when uncalibrated. */
     val confidenceThreshold: Double?
 
+    /** The card's per-structure margin thresholds ({class: threshold}, lightseg calibrate), empty when none. */
+    val structureThresholds: Map<String, Double>
+
     /** "model trained on: lightseg-phantom (lightseg)" (the card's training domain), shown beside every measurement. */
     val trainingDomainLine: String
 
@@ -57,6 +60,10 @@ class Segmenter(context: Context, modelAsset: String, cardAsset: String) {
         probsZeroPoint = q.getInt("zero_point")
         val threshold = card.optJSONObject("confidence")?.opt("threshold")
         confidenceThreshold = (threshold as? Number)?.toDouble()
+        val perStructure = card.optJSONObject("confidence")?.optJSONObject("structures")
+        structureThresholds = perStructure?.keys()?.asSequence()
+            ?.mapNotNull { name -> (perStructure.opt(name) as? Number)?.let { name to it.toDouble() } }
+            ?.toMap() ?: emptyMap()
         trainingDomainLine = TrainingDomain.line(plainObject(card))
         interpreter = Interpreter(load(context, modelAsset), Interpreter.Options().setNumThreads(2))
     }

@@ -116,6 +116,16 @@ object Confidence {
         return if (roundHalfUp(score, 2) < roundHalfUp(threshold, 2)) "low" else "ok"
     }
 
+    /** "low confidence (<structure>): do not use", Python's `structure_flag`. */
+    fun structureFlag(name: String): String = "low confidence ($name): do not use"
+
+    /**
+     * The drawn structures whose margin is below their calibrated threshold, in the margins' (class)
+     * order; a structure without a threshold is never flagged (Python's `low_structures`).
+     */
+    fun lowStructures(margins: Map<String, Double>, thresholds: Map<String, Double>): List<String> =
+        margins.filter { (name, m) -> verdict(m, thresholds[name]) == "low" }.keys.toList()
+
     /** The line `lightseg measure` prints: "confidence 0.58 (threshold 0.30)", or "(uncalibrated: ...)". */
     fun line(score: Double, threshold: Double?): String {
         val shown = "confidence ${twoDecimals(roundHalfUp(score, 2))}"

@@ -102,7 +102,8 @@ class GoldenTest {
     /**
      * Python's head confidence (`lightseg_tf.anatomy.confidence.head_confidence`) from the same class
      * map and probabilities: score, components, raw numbers and structure margins within [CONFIDENCE_ATOL]
-     * (golden.py's CONFIDENCE_ATOL), and Python's verdict at each threshold the case lists. Prints one
+     * (golden.py's CONFIDENCE_ATOL), Python's verdict at each threshold the case lists and the structures
+     * it flags at each case's per-structure thresholds. Prints one
      * `confidence parity` line per case.
      */
     @Test
@@ -135,6 +136,13 @@ class GoldenTest {
             for (row in want["verdicts"] as List<List<Any?>>) {
                 assertEquals("verdict of ${case["name"]} at threshold ${row[0]}", row[1],
                     Confidence.verdict(got.score, row[0] as Double?))
+            }
+            val flags = want["structure_flags"] as List<List<Any?>>? ?: throw AssertionError(
+                "golden.json has no structure_flags for ${case["name"]}: regenerate it with lightseg export --golden")
+            for (row in flags) {
+                val thresholds = row[0] as Map<String, Double>
+                assertEquals("structures flagged in ${case["name"]} at $thresholds", row[1],
+                    Confidence.lowStructures(got.structures, thresholds))
             }
             if (got.components.isNotEmpty()) scored += 1
         }
