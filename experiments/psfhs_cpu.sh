@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PSFHS, CPU profile: the rtseg and LightSeg students trained on one split, int8 post-training
 # quantization calibrated on TRAIN, test Dice / HD95 of the int8 models (with Dice per block of 50
-# ids: recordings drift with id), and the latency table of both, side by side.
+# ids: recordings drift with id; and each structure's Dice on images flagged "low confidence" vs
+# not, the thresholds calibrated on VAL), and the latency table of both, side by side.
 #   bash experiments/psfhs_cpu.sh [RUN_ROOT]      (default runs/psfhs_cpu; ~40 min on 2 cores)
 # Environment: MODELS="rtseg lightseg_student" (any of rtseg, lightseg_student, unet12: a U-Net of
 # base 12, depth 4, 1.1 M parameters), SIZE (letterbox side, default 128; PSFHS images are 256),
@@ -31,6 +32,9 @@ for run in $MODELS; do
         *) echo "unknown model $run (rtseg, lightseg_student or unet12)" >&2; exit 2 ;;
     esac
     $LS evaluate "$ROOT/$run" --data "$DATA" --format psfhs --out "$ROOT/$run" --blocks 50 > /dev/null
+    # The "low confidence" thresholds (head score and each structure's margin), chosen on VAL;
+    # export copies them into the card and the int8 evaluation reports Dice flagged vs unflagged.
+    $LS calibrate "$ROOT/$run"
     $LS export "$ROOT/$run" --quant int8 --out "$ROOT/$run/model_int8.tflite"
     $LS evaluate --tflite "$ROOT/$run/model_int8.tflite" --data "$DATA" --format psfhs \
         --split-file "$ROOT/split.json" --out "$ROOT/$run" --blocks 50
