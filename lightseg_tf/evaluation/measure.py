@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lightseg_tf.anatomy.biometry import check_pixel_size, measure_mask
-from lightseg_tf.anatomy.confidence import LOW_CONFIDENCE
+from lightseg_tf.anatomy.confidence import LOW_CONFIDENCE, structure_flag
 from lightseg_tf.anatomy.gestational_age import format_ga
 from lightseg_tf.core.io import (read_class_mask, read_csv, read_gray, read_pil, staged_dir, write_csv_atomic,
                                  write_json_atomic)
@@ -57,8 +57,9 @@ def report_lines(m: dict, notes: bool = True) -> list[str]:
     flags were decided on. Flags follow as ``! ...``; ``notes`` (why a value is missing) as ``(...)``.
     """
     if "hc" not in m:
-        return (["; ".join(f for f in m["flags"] if f != LOW_CONFIDENCE) or "no head found"] + _confidence(m)
-                + [f"! {f}" for f in m["flags"] if f == LOW_CONFIDENCE]
+        low = {LOW_CONFIDENCE, *map(structure_flag, m.get("confidence_low_structures", []))}
+        return (["; ".join(f for f in m["flags"] if f not in low) or "no head found"] + _confidence(m)
+                + [f"! {f}" for f in m["flags"] if f in low]
                 + [f"({n})" for n in m.get("notes", []) if notes] + _domain(m))
     u = m["units"]
     lines = [f"HC {m['hc']:.1f} {u}, BPD {m['bpd']:.1f} {u}, OFD {m['ofd']:.1f} {u}, CI {m['cephalic_index']:.1f}"]

@@ -137,3 +137,17 @@ def test_a_one_epoch_model_is_flagged_by_measure_evaluate_and_its_export(tmp_pat
     assert main(["measure", "--model", str(tmp_path / "m.tflite"), image, "--json"]) == 0
     (dev,) = json.loads(capsys.readouterr().out)
     assert dev["confidence_status"] == "low" and LOW_CONFIDENCE in dev["flags"]
+
+
+def test_structure_flags_print_as_flags_also_without_a_head():
+    from lightseg_tf.anatomy.biometry import measure_mask
+    from lightseg_tf.evaluation.measure import report_lines
+
+    classes = ["background", "Brain", "CSP", "LV"]
+    conf = {"score": 0.0, "structures": {"CSP": 0.2, "LV": 0.9}, "components": {}}
+    cal = {"threshold": 0.3, "structures": {"CSP": 0.5, "LV": 0.5}}
+    m = add_confidence(measure_mask(np.zeros((32, 32), np.int32), classes, None), conf, cal)
+    lines = report_lines(m)
+    assert m["confidence_low_structures"] == ["CSP"]
+    assert f"! {LOW_CONFIDENCE}" in lines and f"! {structure_flag('CSP')}" in lines
+    assert "low confidence" not in lines[0] and not any("(LV)" in line for line in lines)
