@@ -134,14 +134,10 @@ def _structure_flag_cases(margins: dict[str, float]) -> list:
     around its margin as reported, then all at once one step above: a port whose margins or
     rounding drift by a step, or whose order differs, flags differently at one of them."""
     from lightseg_tf.anatomy.confidence import low_structures
-    from lightseg_tf.anatomy.precision import round_half_up
 
-    rows = []
-    for name, m in margins.items():
-        r = round_half_up(m, 2)
-        rows += [[{name: t}, low_structures(margins, {name: t})]
-                 for t in dict.fromkeys(round_half_up(r + d, 2) for d in (-0.01, 0.0, 0.01))]
-    every = {name: round_half_up(round_half_up(m, 2) + 0.01, 2) for name, m in margins.items()}
+    steps = {name: [t for t in _case_thresholds(m, None) if t is not None] for name, m in margins.items()}
+    rows = [[{name: t}, low_structures(margins, {name: t})] for name, ts in steps.items() for t in ts]
+    every = {name: ts[-1] for name, ts in steps.items()}
     return rows + ([[every, low_structures(margins, every)]] if margins else [])
 
 

@@ -91,6 +91,20 @@ def head_dice(pred: np.ndarray, pred_classes, truth: np.ndarray, truth_classes) 
     return None if total == 0 else 2.0 * float((p & t).sum()) / total
 
 
+def _judge_on_val(scores, bad, good_quantile: float) -> tuple[float, dict]:
+    """The threshold :func:`choose_threshold` sets on VAL ``scores`` (``bad``: one flag per score),
+    and what it does there: ``{n, bad, flagged, flagged_bad, unflagged_bad, score_median_good,
+    score_median_bad}``."""
+    scores, bad = np.asarray(scores, np.float64), np.asarray(bad, bool)
+    threshold = choose_threshold(scores, bad, good_quantile)
+    flagged = np.array([verdict(s, threshold) == "low" for s in scores])
+    return threshold, {
+        "n": len(scores), "bad": int(bad.sum()), "flagged": int(flagged.sum()),
+        "flagged_bad": int((flagged & bad).sum()), "unflagged_bad": int((~flagged & bad).sum()),
+        "score_median_good": float(np.median(scores[~bad])) if (~bad).any() else None,
+        "score_median_bad": float(np.median(scores[bad])) if bad.any() else None}
+
+
 def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path | None = None, *,
                          model: str | None = None, hc_tolerance: float = 0.05, dice_min: float = 0.9,
                          good_quantile: float = 0.02, structure_dice_min: float = STRUCTURE_DICE_MIN) -> dict:
@@ -117,8 +131,8 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
 
     Returns:
         ``{"score", "formula", "threshold", "rule", "calibrated_on", "val": {n, bad, flagged,
-        flagged_bad, ...}, "structures": {class: {"threshold", "val": {n, bad, flagged,
-        flagged_bad}}}, "rows": [per image]}`` (``rows`` is not written).
+        flagged_bad, ...}, "structures": {class: {"threshold", "val": {the same counts}}},
+        "rows": [per image]}`` (``rows`` is not written).
     """
     classes = predictor.classes or val_dataset.classes
     rows, per_structure = [], {name: [] for name in classes[1:]}
@@ -137,30 +151,20 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
         rows.append({"id": rec.id, "score": conf["score"], "hc_rel_error": rel, "head_dice": dice, "bad": bad})
     if not rows:
         raise LightsegError(f"{val_dataset.root}: the VAL split is empty; nothing to calibrate the confidence on")
-    scores = np.array([r["score"] for r in rows])
-    bad = np.array([r["bad"] for r in rows])
-    threshold = choose_threshold(scores, bad, good_quantile)
-    flagged = np.array([verdict(s, threshold) == "low" for s in scores])
+    threshold, val = _judge_on_val([r["score"] for r in rows], [r["bad"] for r in rows], good_quantile)
     result = {
         "score": SCORE_NAME, "formula": SCORE_FORMULA, "threshold": threshold,
         "rule": f"{THRESHOLD_RULE}; hc_tolerance {hc_tolerance}, dice_min {dice_min}, good_quantile {good_quantile}",
         "calibrated_on": {"split": "val", "images": len(rows), "dataset": str(val_dataset.root),
                           "format": val_dataset.format, "model": model or predictor.name,
                           "date": _dt.date.today().isoformat()},
-        "val": {"n": len(rows), "bad": int(bad.sum()), "flagged": int(flagged.sum()),
-                "flagged_bad": int((flagged & bad).sum()), "unflagged_bad": int((~flagged & bad).sum()),
-                "score_median_good": float(np.median(scores[~bad])) if (~bad).any() else None,
-                "score_median_bad": float(np.median(scores[bad])) if bad.any() else None},
+        "val": val,
     }
     result["structures"] = {}
     for name, pairs in per_structure.items():
         if pairs:
-            margins, s_bad = np.array([m for m, _ in pairs]), np.array([b for _, b in pairs])
-            t = choose_threshold(margins, s_bad, good_quantile)
-            low = np.array([verdict(m, t) == "low" for m in margins])
-            result["structures"][name] = {"threshold": t, "val": {
-                "n": len(pairs), "bad": int(s_bad.sum()), "flagged": int(low.sum()),
-                "flagged_bad": int((low & s_bad).sum())}}
+            t, s_val = _judge_on_val([m for m, _ in pairs], [b for _, b in pairs], good_quantile)
+            result["structures"][name] = {"threshold": t, "val": s_val}
     result["structure_rule"] = f"{STRUCTURE_RULE}; structure_dice_min {structure_dice_min}"
     if out_dir is not None:
         write_json_atomic(Path(out_dir) / CONFIDENCE_FILE, result)

@@ -6,8 +6,9 @@
 // (from the golden probabilities, dequantized per the card and un-letterboxed) within --ctol of
 // Python's score and each component (golden.py's CONFIDENCE_ATOL: same inputs, only float
 // rounding differs), with Python's verdict at every threshold the case lists; then golden.json's
-// verdict table (half-up rounding edges); the structures flagged at each case's structure_flags thresholds. Prints one JSON line per case and a summary line; exits
-// 1 when something fails, 2 on bad arguments.
+// verdict table (half-up rounding edges); and the structures flagged at each case's
+// structure_flags thresholds. Prints one JSON line per case and a summary line; exits 1 when
+// something fails, 2 on bad arguments.
 import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
