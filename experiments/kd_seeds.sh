@@ -8,7 +8,9 @@
 #   e.g. bash experiments/kd_seeds.sh runs/quickstart "1 2 3" "kl kl_agree cwd"
 # Real data: DATA=folder FORMAT=reader CONFIG=profile.yaml; extra overrides for every run in $OVERRIDES
 # (e.g. OVERRIDES="train.epochs=24"), for the distilled runs only in $KD_OVERRIDES (e.g. "train.epochs=8
-# distill.unlabelled=false"), the runs in $OUT (default PIPELINE_RUN/kd_seeds).
+# distill.unlabelled=false"), the runs in $OUT (default PIPELINE_RUN/kd_seeds). Without a pipeline run, give
+# PIPELINE_RUN as "-" and the pieces: CACHE (a `lightseg teachers predict` folder), SPLIT (its split
+# file), DATA and OUT, optionally WEIGHTS (ensemble_weights.json; default: the cache's own, else equal).
 set -euo pipefail
 RUN=${1:?give a finished pipeline run directory, e.g. runs/quickstart}
 SEEDS=${2:-1 2 3}
@@ -16,13 +18,21 @@ LOSSES=${3:-kl}
 LS=${LIGHTSEG:-.venv/bin/lightseg}
 PY=${PYTHON:-.venv/bin/python}
 CFG=${CONFIG:-experiments/quickstart.yaml}
-OUT=${OUT:-$RUN/kd_seeds}
-DATA=${DATA:-$RUN/stages/data/phantom}
+if [ "$RUN" = "-" ]; then
+    : "${CACHE:?give CACHE}" "${SPLIT:?give SPLIT}" "${DATA:?give DATA}" "${OUT:?give OUT}"
+    WEIGHTS=${WEIGHTS:-}
+else
+    OUT=${OUT:-$RUN/kd_seeds}
+    DATA=${DATA:-$RUN/stages/data/phantom}
+    CACHE=${CACHE:-$RUN/stages/cache}
+    SPLIT=${SPLIT:-$RUN/stages/data/split.json}
+    WEIGHTS=${WEIGHTS:-$RUN/stages/ensemble/ensemble_weights.json}
+fi
 read -r -a EXTRA <<< "${OVERRIDES:-}"
 read -r -a KD_EXTRA <<< "${KD_OVERRIDES:-}"
 # The distilled runs train the pipeline's pipeline.distill_epochs (0 = train.epochs), as the chain does.
 DEPOCHS=$("$PY" -c "import sys; from lightseg_tf.config import load_config; c = load_config(sys.argv[1], sys.argv[2:]); print(c.pipeline.distill_epochs or c.train.epochs)" "$CFG" "${EXTRA[@]}")
-COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-lightseg} "data.split_file=$RUN/stages/data/split.json"
+COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-lightseg} "data.split_file=$SPLIT"
         train.verbose=0 "${EXTRA[@]}")
 score() {  # KIND SEED RUN_DIR
     local line=""
@@ -37,7 +47,7 @@ for seed in $SEEDS; do
     score labels $seed "$OUT/labels_s$seed"
     for loss in $LOSSES; do
         $LS distill "${COMMON[@]}" train.seed=$seed name=${loss}_s$seed "distill.soft_loss=$loss" \
-            "distill.cache=$RUN/stages/cache" "distill.weights_file=$RUN/stages/ensemble/ensemble_weights.json" \
+            "distill.cache=$CACHE" "distill.weights_file=$WEIGHTS" \
             train.epochs=$DEPOCHS "${KD_EXTRA[@]}" > /dev/null
         score "$loss" $seed "$OUT/${loss}_s$seed"
     done

@@ -20,6 +20,9 @@ def register(sub) -> None:
                    "add unlabelled to distil on the split's images without masks)")
     q.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
     q.add_argument("--batch-size", type=int, default=8)
+    q.add_argument("--size", type=int, default=None,
+                   help="side of the cached probabilities, i.e. the student's input (default: the first "
+                        "teacher's); each teacher still sees the images at its own side")
     q.set_defaults(func=run_predict)
 
     p = sub.add_parser("ensemble", help="voting ensembles of cached teachers")
@@ -61,7 +64,8 @@ def run_predict(args) -> int:
     from lightseg_tf.training.teacher_cache import TeacherCache, predict_teachers
 
     splits = [s for s in args.splits.split(",") if s]
-    out = predict_teachers(args.runs, args.out, splits, args.batch_size, args.tta, args.data, args.format)
+    out = predict_teachers(args.runs, args.out, splits, args.batch_size, args.tta, args.data, args.format,
+                           size=args.size)
     cache = TeacherCache(out)
     print(f"{out}: teachers {cache.teachers}, splits {splits}, {cache.size}x{cache.size}, classes {cache.classes}")
     return 0

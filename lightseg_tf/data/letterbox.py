@@ -104,6 +104,32 @@ def unletterbox_probs(probs: np.ndarray, lb: Letterbox) -> np.ndarray:
     return out.reshape(lb.orig_h, lb.orig_w, -1)
 
 
+def reletterbox_probs(probs: np.ndarray, src: Letterbox, dst: Letterbox) -> np.ndarray:
+    """Move scores ``[src.size, src.size, C]`` from one letterbox of an image to another of it.
+
+    A teacher's probabilities at its own input side become a student's targets at another side
+    with the image content aligned: the content box is resized onto the destination's content
+    box (area averaging when shrinking, bilinear when growing), and the padding takes the
+    whole canvas resized, so a square image is exactly one resize.
+
+    Returns:
+        float32 ``[dst.size, dst.size, C]``.
+    """
+    if (src.orig_h, src.orig_w) != (dst.orig_h, dst.orig_w):
+        raise ValueError(f"letterboxes of different images: {src.orig_h}x{src.orig_w} vs {dst.orig_h}x{dst.orig_w}")
+    probs = np.asarray(probs, np.float32)
+    shrink = dst.size < src.size
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+
+    def resize(a, w, h):  # cv2 drops a trailing channel axis of 1
+        return cv2.resize(a, (w, h), interpolation=interp).reshape(h, w, -1)
+
+    out = resize(probs, dst.size, dst.size)
+    crop = np.ascontiguousarray(probs[src.pad_y:src.pad_y + src.new_h, src.pad_x:src.pad_x + src.new_w])
+    out[dst.pad_y:dst.pad_y + dst.new_h, dst.pad_x:dst.pad_x + dst.new_w] = resize(crop, dst.new_w, dst.new_h)
+    return out
+
+
 def unletterbox_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
     """Crop and resize (nearest) a letterboxed class map back to ``[orig_h, orig_w]``."""
     crop = mask[lb.pad_y:lb.pad_y + lb.new_h, lb.pad_x:lb.pad_x + lb.new_w]

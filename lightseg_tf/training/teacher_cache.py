@@ -16,7 +16,10 @@ the training pipeline does (:func:`lightseg_tf.data.tfdata.load_letterboxed`). T
     {"version": 1, "image_size": S, "classes": [...], "data": {"path": ..., "format": ...},
      "splits": {"train": [ids], "val": [ids], "test": [ids]},
      "labels": {split: {"file": ..., "sha256": ...}},
-     "teachers": {name: {"source": ..., "files": {split: {"file": ..., "sha256": ...}}}}}
+     "teachers": {name: {"source": ..., "input_size": T, "files": {split: {"file": ..., "sha256": ...}}}}}
+
+A teacher whose input side T differs from S saw the images letterboxed to T; its
+probabilities were moved to S with the content aligned (written by caches since 2026-12-03).
 
 Every file's SHA-256 is checked the first time it is read.
 """
@@ -151,8 +154,9 @@ class CacheWriter:
         self.manifest["labels"][split] = self._write(f"labels_{split}.npy", np.asarray(labels, np.uint8))
         self.save()
 
-    def add_probs(self, teacher: str, split: str, probs: np.ndarray, source: str = "") -> None:
-        """Store float16 ``[N, S, S, C]`` probabilities of ``teacher`` on ``split``."""
+    def add_probs(self, teacher: str, split: str, probs: np.ndarray, source: str = "",
+                  input_size: int | None = None) -> None:
+        """Store float16 ``[N, S, S, C]`` probabilities of ``teacher`` on ``split`` (``input_size``: the side it saw)."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", teacher):
             raise LightsegError(f"teacher name {teacher!r}: use letters, digits, '_', '-', '.', '+'")
         expected = (len(self.manifest["splits"][split]), self.manifest["image_size"], self.manifest["image_size"],
@@ -162,6 +166,8 @@ class CacheWriter:
                                 f"expected {list(expected)}")
         entry = self.manifest["teachers"].setdefault(teacher, {"source": source, "files": {}})
         entry["source"] = source or entry.get("source", "")
+        if input_size:
+            entry["input_size"] = int(input_size)
         entry["files"][split] = self._write(f"{teacher}_{split}.npy", np.asarray(probs, np.float16))
         self.save()
 
@@ -170,19 +176,24 @@ class CacheWriter:
 
 
 def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "val"), batch_size: int = 8,
-                     tta: str | None = None, data_path: str | None = None, data_format: str | None = None) -> Path:
+                     tta: str | None = None, data_path: str | None = None, data_format: str | None = None,
+                     size: int | None = None) -> Path:
     """Run each trained teacher once over ``splits`` (None: every side of their split) and cache its probabilities.
 
-    All teachers must share one split and input size (the distilled student is judged on that
-    validation split: a teacher that trained on it would leak). The data are the first run's,
-    or ``data_path`` (another copy of the same dataset, e.g. on another machine).
+    All teachers must share one split (the distilled student is judged on that validation split:
+    a teacher that trained on it would leak). Each teacher sees the images at its own input side;
+    the cache holds every teacher's probabilities at one side ``size`` (default: the first
+    teacher's), moved there with the image content aligned
+    (:func:`lightseg_tf.data.letterbox.reletterbox_probs`), so 256-px teachers can teach a
+    128-px student. The data are the first run's, or ``data_path`` (another copy of the same
+    dataset, e.g. on another machine).
 
     Returns:
         The cache folder.
     """
+    from lightseg_tf.data.letterbox import letterbox_image, letterbox_mask, letterbox_params, reletterbox_probs
     from lightseg_tf.data.readers import read_dataset
     from lightseg_tf.data.split import UNLABELLED, sides
-    from lightseg_tf.data.tfdata import load_letterboxed, load_letterboxed_image
     from lightseg_tf.models.predictor import KerasPredictor
     from lightseg_tf.models.saving import load_trained_model
     from lightseg_tf.runs import open_run
@@ -192,35 +203,47 @@ def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "
     opened = [open_run(r) for r in runs]
     first = opened[0]
     teachers = [KerasPredictor(load_trained_model(rd.run_dir), tta=tta, batch_size=batch_size) for rd in opened]
-    size = teachers[0].size  # a trained model's input is the one source of truth for its side
-    for rd, teacher in zip(opened[1:], teachers[1:]):
+    size = int(size or teachers[0].size)  # a trained model's input is the one source of truth for its side
+    if size < 8:
+        raise LightsegError(f"cache side {size}: give at least 8 pixels")
+    for rd in opened[1:]:
         if rd.split != first.split:
             raise LightsegError(f"{rd.run_dir}: its split differs from {first.run_dir}'s; train every teacher "
                                 f"with data.split_file={first.run_dir / 'split.json'}")
-        if teacher.size != size:
-            raise LightsegError(f"{rd.run_dir}: input side {teacher.size} differs from {first.run_dir}'s {size}; "
-                                "train every teacher at one data.image_size")
     dataset = read_dataset(data_path, data_format) if data_path else first.dataset
     data = {"path": str(Path(data_path or dataset.root).resolve()), "format": data_format or dataset.format}
     writer = CacheWriter(out, image_size=size, classes=list(dataset.classes), splits=first.split, data=data)
     names = _teacher_names([rd.run_dir for rd in opened])
+    sides_needed = sorted({t.size for t in teachers})
     for split in sides(first.split) if splits is None else splits:
         if split not in first.split:
             raise LightsegError(f"{first.run_dir / 'split.json'}: no {split!r} side (it has {sorted(first.split)})")
         part = dataset.subset(first.split[split])
-        if split == UNLABELLED:  # no masks: only the teachers' answers are cached
-            images = np.stack([load_letterboxed_image(part, i, size) for i in range(len(part))])
-        else:
-            pairs = [load_letterboxed(part, i, size) for i in range(len(part))]
-            images = np.stack([p[0] for p in pairs])
-            writer.add_labels(split, np.stack([p[1] for p in pairs]))
+        images = {s: [] for s in sides_needed}  # each teacher's input side -> letterboxed images
+        shapes, labels = [], []
+        for record in part.records:  # decoded once, letterboxed as training does at every side needed
+            if split == UNLABELLED:  # no masks: only the teachers' answers are cached
+                image = part.load_image(record)
+            else:
+                image, mask = part.load_pair(record)
+                labels.append(letterbox_mask(mask, size))
+            shapes.append(image.shape[:2])
+            for s in sides_needed:
+                images[s].append(letterbox_image(image, s)[0].astype(np.float32))
+        if labels:
+            writer.add_labels(split, np.stack(labels))
         chunk = 4 * batch_size  # a whole number of batches: the same predictions as one call, with a bar
-        starts = range(0, len(images), chunk)
         for name, rd, teacher in zip(names, opened, teachers):
-            LOG.info("teacher %s: predicting %d %s images", name, len(images), split)
-            probs = [teacher.predict_probs(images[i:i + chunk])
-                     for i in progress(starts, f"teacher {name} {split}", unit="batch")]
-            writer.add_probs(name, split, np.concatenate(probs), source=str(rd.run_dir))
+            batch = np.stack(images[teacher.size])
+            LOG.info("teacher %s: predicting %d %s images at %d px", name, len(batch), split, teacher.size)
+            probs = np.concatenate([teacher.predict_probs(batch[i:i + chunk])
+                                    for i in progress(range(0, len(batch), chunk), f"teacher {name} {split}",
+                                                      unit="batch")])
+            if teacher.size != size:
+                probs = np.stack([reletterbox_probs(p, letterbox_params(h, w, teacher.size),
+                                                    letterbox_params(h, w, size))
+                                  for p, (h, w) in zip(probs, shapes)])
+            writer.add_probs(name, split, probs, source=str(rd.run_dir), input_size=teacher.size)
     return Path(out)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lightseg_tf.data.letterbox import (letterbox_image, letterbox_mask, letterbox_params,
+from lightseg_tf.data.letterbox import (letterbox_image, letterbox_mask, letterbox_params, reletterbox_probs,
                                         unletterbox_mask, unletterbox_probs)
 
 
@@ -52,3 +52,36 @@ def test_mask_round_trip_is_nearest_and_close():
     probs = np.eye(3, dtype=np.float32)[small]
     back_p = unletterbox_probs(probs, letterbox_params(270, 400, 128))
     assert back_p.shape == (270, 400, 3) and (back_p.argmax(-1) == mask).mean() > 0.98
+
+
+def test_reletterbox_halves_a_square_canvas_by_area_averaging():
+    probs = np.zeros((4, 4, 2), np.float32)
+    probs[..., 1] = [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+    probs[..., 0] = 1 - probs[..., 1]
+    lb4, lb2 = letterbox_params(8, 8, 4), letterbox_params(8, 8, 2)
+    out = reletterbox_probs(probs, lb4, lb2)
+    np.testing.assert_allclose(out[..., 1], [[0.75, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(out.sum(-1), 1.0)
+
+
+@pytest.mark.parametrize("h, w, src, dst", [(540, 800, 256, 128), (540, 800, 128, 256), (300, 120, 96, 64)])
+def test_reletterbox_keeps_a_non_square_image_content_aligned(h, w, src, dst):
+    # A teacher's one-hot answer at its side, moved to the student's, must match the mask
+    # letterboxed straight to the student's side (off by at most the edge pixels of each shape).
+    mask = np.zeros((h, w), np.int32)
+    mask[h // 5:h // 2, w // 3:w - w // 6] = 1
+    mask[h // 2 + 10:h - 12, 8:w // 4] = 2
+    one_hot = np.eye(3, dtype=np.float32)[letterbox_mask(mask, src)]
+    out = reletterbox_probs(one_hot, letterbox_params(h, w, src), letterbox_params(h, w, dst))
+    assert out.shape == (dst, dst, 3)
+    np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
+    want = letterbox_mask(mask, dst)
+    edges = sum(int((want == c).sum() ** 0.5) * 4 for c in (1, 2))
+    assert (out.argmax(-1) != want).sum() <= edges
+    lb = letterbox_params(h, w, dst)
+    assert (out.argmax(-1)[:lb.pad_y] == 0).all() and (out.argmax(-1)[lb.pad_y + lb.new_h:] == 0).all()
+
+
+def test_reletterbox_refuses_letterboxes_of_different_images():
+    with pytest.raises(ValueError, match="different images"):
+        reletterbox_probs(np.zeros((8, 8, 2)), letterbox_params(10, 20, 8), letterbox_params(20, 10, 4))

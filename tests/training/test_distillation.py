@@ -167,6 +167,29 @@ def test_teachers_predict_tune_and_distill_from_the_command_line(teacher_cache):
 
 
 @pytest.mark.slow
+def test_a_cache_at_another_side_holds_the_teachers_answers_moved_there(teacher_cache):
+    """A 32-px teacher cached for a 16-px student: its probabilities area-averaged with the content aligned."""
+    from lightseg_tf.data.letterbox import letterbox_mask, letterbox_params, reletterbox_probs
+    from lightseg_tf.data.readers import read_dataset
+    from lightseg_tf.training.teacher_cache import TeacherCache
+
+    root = teacher_cache
+    _lightseg("teachers", "predict", root / "t1", "--out", root / "cache16", "--size", "16", "--splits", "val",
+              cwd=root)
+    small, full = TeacherCache(root / "cache16"), TeacherCache(root / "cache")
+    assert small.size == 16 and small.manifest["teachers"]["t1"]["input_size"] == 32
+    got, ref = small.probs("t1", "val"), full.probs("t1", "val")
+    dataset = read_dataset(root / "t1" / "phantom")
+    ids = small.splits["val"]
+    for k, record in enumerate(dataset.subset(ids).records):
+        image, mask = dataset.load_pair(record)
+        h, w = image.shape[:2]
+        want = reletterbox_probs(ref[k], letterbox_params(h, w, 32), letterbox_params(h, w, 16))
+        np.testing.assert_allclose(got[k], want, atol=2e-3)
+        np.testing.assert_array_equal(small.labels("val")[k], letterbox_mask(mask, 16))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["optuna", "kerastuner"])
 def test_two_trial_search_of_each_engine(teacher_cache, engine):
     root = teacher_cache
