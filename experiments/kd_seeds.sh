@@ -8,9 +8,11 @@
 #   e.g. bash experiments/kd_seeds.sh runs/quickstart "1 2 3" "kl kl_agree cwd"
 # Real data: DATA=folder FORMAT=reader CONFIG=profile.yaml; extra overrides for every run in $OVERRIDES
 # (e.g. OVERRIDES="train.epochs=24"), for the distilled runs only in $KD_OVERRIDES (e.g. "train.epochs=8
-# distill.unlabelled=false"), the runs in $OUT (default PIPELINE_RUN/kd_seeds). Without a pipeline run, give
-# PIPELINE_RUN as "-" and the pieces: CACHE (a `lightseg teachers predict` folder), SPLIT (its split
-# file), DATA and OUT, optionally WEIGHTS (ensemble_weights.json; default: the cache's own, else equal).
+# distill.unlabelled=false"), evaluation flags in $EVAL_FLAGS (e.g. "--biometry --postprocess" for
+# HC18: Dice after the post-processing and the HC error in mm), the runs in $OUT (default
+# PIPELINE_RUN/kd_seeds). Without a pipeline run, give PIPELINE_RUN as "-" and the pieces: CACHE (a
+# `lightseg teachers predict` folder), SPLIT (its split file), DATA and OUT, optionally WEIGHTS
+# (ensemble_weights.json; default: the cache's own, else equal).
 set -euo pipefail
 RUN=${1:?give a finished pipeline run directory, e.g. runs/quickstart}
 SEEDS=${2:-1 2 3}
@@ -34,11 +36,24 @@ read -r -a KD_EXTRA <<< "${KD_OVERRIDES:-}"
 DEPOCHS=$("$PY" -c "import sys; from lightseg_tf.config import load_config; c = load_config(sys.argv[1], sys.argv[2:]); print(c.pipeline.distill_epochs or c.train.epochs)" "$CFG" "${EXTRA[@]}")
 COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-lightseg} "data.split_file=$SPLIT"
         train.verbose=0 "${EXTRA[@]}")
+# One split's figures from `lightseg evaluate --json`: mean foreground Dice (after the post-processing
+# when EVAL_FLAGS has --postprocess), per-class Dice on TEST, and with --biometry the HC error in mm.
+SUMMARY='import json, sys
+s, split = json.load(sys.stdin), sys.argv[1]
+seg = s.get("segmentation", s)
+seg = seg.get("postprocessed", seg)
+out = f"{split} {seg['mean_fg_dice']:.4f} "
+if split == "test":
+    out += str({k: round(v["dice"], 4) for k, v in seg["per_class"].items()}) + " "
+    if "hc_error_mm" in s:
+        out += f"HC abs {s['hc_error_mm']['mean_abs']:.2f} mm signed {s['hc_error_mm']['mean_signed']:+.2f} mm "
+print(out, end="")'
+read -r -a EVAL <<< "${EVAL_FLAGS:-}"
 score() {  # KIND SEED RUN_DIR
     local line=""
     for split in val test; do
-        line+=$("$LS" evaluate "$3" --data "$DATA" --format ${FORMAT:-lightseg} --split $split --json | "$PY" -c \
-            "import json,sys; s=json.load(sys.stdin); print(f\"$split {s['mean_fg_dice']:.4f} \" + ('' if '$split' == 'val' else str({k: round(v['dice'], 4) for k, v in s['per_class'].items()})), end=' ')")
+        line+=$("$LS" evaluate "$3" --data "$DATA" --format ${FORMAT:-lightseg} --split $split --json "${EVAL[@]}" \
+                | "$PY" -c "$SUMMARY" $split)
     done
     echo "$1 seed $2: $line"
 }
