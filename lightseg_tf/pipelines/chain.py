@@ -26,7 +26,7 @@ from lightseg_tf.core.log import LOG
 from lightseg_tf.runs import BEST_MODEL, open_run_dir, pipeline_model
 from lightseg_tf.core.workflow import Context, Stage, run_stages
 
-TEACHER_KEYS = {"model", "options", "epochs", "learning_rate", "seed"}
+TEACHER_KEYS = {"model", "options", "epochs", "learning_rate", "seed", "image_size"}
 
 
 def _data_overrides(cfg: Config, ctx: Context) -> dict:
@@ -72,13 +72,13 @@ def _best_val(hist: dict) -> float | None:
 
 
 def check_model_specs(specs: dict, where: str) -> None:
-    """Each entry must be ``{model[, options, epochs, learning_rate, seed]}``."""
+    """Each entry must be ``{model[, options, epochs, learning_rate, seed, image_size]}``."""
     if not specs:
         raise LightsegError(f"{where} is empty: give at least one model")
     for name, spec in specs.items():
         unknown = set(spec) - TEACHER_KEYS
         if unknown or "model" not in spec:
-            raise LightsegError(f"{where}.{name}: give model (+ options, epochs, learning_rate, seed); "
+            raise LightsegError(f"{where}.{name}: give model (+ options, epochs, learning_rate, seed, image_size); "
                                 f"unknown keys {sorted(unknown)}")
 
 
@@ -116,7 +116,10 @@ def train_models(cfg: Config, ctx: Context, out: Path, specs: dict, epochs: int,
             "model.options": dict(spec.get("options", {})), "train.epochs": _epochs(spec, epochs),
             "train.learning_rate": float(spec.get("learning_rate", cfg.train.learning_rate)),
             # Two teachers of one family differ by their seed (initialisation, shuffling, augmentation).
-            "train.seed": int(spec.get("seed", cfg.train.seed))})
+            "train.seed": int(spec.get("seed", cfg.train.seed)),
+            # A teacher may see more pixels than the student (small structures); the cache stage
+            # moves its answers to the student's side.
+            "data.image_size": int(spec.get("image_size", cfg.data.image_size))})
         LOG.info("model %s (%s)", name, spec["model"])
         res = train(mcfg, out / name)
         results[name] = {"best_val_mean_fg_dice": _best_val(res.history),
@@ -149,7 +152,8 @@ def build_stages(cfg: Config) -> list[Stage]:
         from lightseg_tf.training.teacher_cache import predict_teachers
 
         runs = [ctx.stage_dir("teachers") / name for name in pc.teachers]
-        predict_teachers(runs, out, splits=None)  # train, val, test and any unlabelled images
+        # train, val, test and any unlabelled images, at the student's side whatever each teacher's
+        predict_teachers(runs, out, splits=None, size=cfg.data.image_size)
         return {"teachers": list(pc.teachers)}
 
     def ensemble(ctx, out):

@@ -19,7 +19,7 @@ QUICKSTART = REPO_ROOT / "experiments" / "quickstart.yaml"
 # experiments/quickstart.yaml at its smallest setting: the same chain, tiny sizes.
 SMALLEST = ["data.image_size=32", "data.batch_size=4", "data.phantom_n=20", "data.augment.enabled=false",
             "model.options={width: 0.25}", "train.epochs=1", "train.verbose=0", "pipeline.teacher_epochs=1",
-            "pipeline.teachers={a: {model: unet, options: {base_filters: 4, depth: 2}}, "
+            "pipeline.teachers={a: {model: unet, options: {base_filters: 4, depth: 2}, image_size: 48}, "
             "b: {model: unet, options: {base_filters: 6, depth: 2}, epochs: 2, seed: 7}}",
             "pipeline.ensemble_trials=5", "pipeline.qat=false", "pipeline.robustness=false",
             "pipeline.explain_images=1", "pipeline.biometry_images=2", "data.phantom_unlabelled=8",
@@ -121,6 +121,10 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     assert "<section id='chain'>" in html and "mean_fg_dice" not in html
     assert json.loads((run / "stages" / "teachers" / "b" / "history.json").read_text())["epoch"] == [0, 1]
     assert load_config(run / "stages" / "teachers" / "b" / "config.yaml").train.seed == 7  # its own seed
+    # a trains at its own 48 px; the cache holds its answers at the student's 32 px
+    assert load_config(run / "stages" / "teachers" / "a" / "config.yaml").data.image_size == 48
+    manifest = json.loads((run / "stages" / "cache" / "manifest.json").read_text())
+    assert manifest["image_size"] == 32 and manifest["teachers"]["a"]["input_size"] == 48
     assert (run / "stages" / "distill" / "student" / "eval_test_postprocessed_summary.json").exists()
     assert list((run / "stages" / "clinic" / "explain").glob("*.png"))
     assert not list((run / "stages").glob("*.partial"))
