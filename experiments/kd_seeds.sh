@@ -38,15 +38,16 @@ COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-
         train.verbose=0 "${EXTRA[@]}")
 # One split's figures from `lightseg evaluate --json`: mean foreground Dice (after the post-processing
 # when EVAL_FLAGS has --postprocess), per-class Dice on TEST, and with --biometry the HC error in mm.
-SUMMARY='import json, sys
+SUMMARY='import json, sys  # no single quotes in here: the shell string ends at one
 s, split = json.load(sys.stdin), sys.argv[1]
 seg = s.get("segmentation", s)
 seg = seg.get("postprocessed", seg)
-out = f"{split} {seg['mean_fg_dice']:.4f} "
+out = "%s %.4f " % (split, seg["mean_fg_dice"])
 if split == "test":
     out += str({k: round(v["dice"], 4) for k, v in seg["per_class"].items()}) + " "
     if "hc_error_mm" in s:
-        out += f"HC abs {s['hc_error_mm']['mean_abs']:.2f} mm signed {s['hc_error_mm']['mean_signed']:+.2f} mm "
+        hc = s["hc_error_mm"]
+        out += "HC abs %.2f mm signed %+.2f mm " % (hc["mean_abs"], hc["mean_signed"])
 print(out, end="")'
 read -r -a EVAL <<< "${EVAL_FLAGS:-}"
 score() {  # KIND SEED RUN_DIR
