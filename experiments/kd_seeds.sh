@@ -40,8 +40,9 @@ COMMON=(--config "$CFG" "run_root=$OUT" "data.path=$DATA" data.format=${FORMAT:-
 # when EVAL_FLAGS has --postprocess), per-class Dice on TEST, and with --biometry the HC error in mm.
 SUMMARY='import json, sys  # no single quotes in here: the shell string ends at one
 s, split = json.load(sys.stdin), sys.argv[1]
-seg = s.get("segmentation", s)
-seg = seg.get("postprocessed", seg)
+seg = s.get("segmentation", s)  # --biometry: {"segmentation": ..., "hc_error_mm": ...}
+if isinstance(seg.get("postprocessed"), dict):  # --postprocess: {"raw": ..., "postprocessed": ...}
+    seg = seg["postprocessed"]
 out = "%s %.4f " % (split, seg["mean_fg_dice"])
 if split == "test":
     out += str({k: round(v["dice"], 4) for k, v in seg["per_class"].items()}) + " "
