@@ -37,14 +37,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lightseg_tf.anatomy.biometry import Ellipse, ellipse_region, fit_head_ellipse
+from lightseg_tf.anatomy.biometry import Ellipse, fit_head_ellipse
 from lightseg_tf.core.io import write_json_atomic, write_png_atomic
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.data.readers import read_dataset
 from lightseg_tf.data.split import load_split, save_split
 from lightseg_tf.deploy.runtime import load_predictor
-from lightseg_tf.objectives.metrics import dice_iou_per_class
 from lightseg_tf.runs import open_run
+
+# The same HC / Dice scoring and quartile table as the same-model crop pass (run as a script, this
+# folder is on sys.path).
+from hc18_crop_pass import report, score
 
 
 def crop_box(cy: float, cx: float, half_h: float, half_w: float, k: float,
@@ -95,16 +98,6 @@ def build(run: str, out: str, per_image: int, k_range: tuple[float, float], k: f
     print(f"{root}: " + ", ".join(f"{s} {len(v)} crops" for s, v in split.items()))
 
 
-def score(prob_head: np.ndarray, head: np.ndarray, rec) -> tuple[float, float]:
-    """(HC error mm, ellipse Dice) of the head probability cut at 0.5; NaNs when no head."""
-    region = prob_head >= 0.5
-    ell = fit_head_ellipse(region) if region.any() else None
-    if ell is None:
-        return np.nan, np.nan
-    return (ell.perimeter * rec.pixel_size_mm - rec.hc_mm,
-            float(dice_iou_per_class(ellipse_region(ell, head.shape), head, 2)[0][1]))
-
-
 def test_side(first: str, split_file: str | None, data: str | None) -> SegDataset:
     if split_file is None:
         return open_run(first).part("test")
@@ -136,20 +129,6 @@ def evaluate(first: str, crop: str, ks: list[float], split_file: str | None, dat
             row[f"mean k={k:g}"] = score(both, head, rec)
         rows.append(row)
     return rows
-
-
-def report(rows: list[dict]) -> None:
-    ref = np.array([r["ref"] for r in rows])
-    quart = np.searchsorted(np.quantile(ref, [0.25, 0.5, 0.75]), ref, side="right")
-    print(f"{len(rows)} test images; HC quartile edges {np.round(np.quantile(ref, [0.25, 0.5, 0.75]), 1).tolist()} mm")
-    print(f"{'HC from':<14}{'signed':>8}{'abs':>7}{'median':>8}{'Dice':>8}   quartiles signed/abs/Dice")
-    for name in [k for k in rows[0] if k != "ref"]:
-        err = np.array([r[name][0] for r in rows])
-        dice = np.array([r[name][1] for r in rows])
-        quarts = "  ".join(f"{np.nanmean(err[quart == q]):+.2f}/{np.nanmean(np.abs(err[quart == q])):.2f}/"
-                           f"{np.nanmean(dice[quart == q]):.4f}" for q in range(4))
-        print(f"{name:<14}{np.nanmean(err):+8.2f}{np.nanmean(np.abs(err)):7.2f}{np.nanmedian(np.abs(err)):8.2f}"
-              f"{np.nanmean(dice):8.4f}   {quarts}")
 
 
 def main() -> None:

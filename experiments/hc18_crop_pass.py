@@ -65,6 +65,7 @@ def measure(run: str, ks: list[float]) -> list[dict]:
 def report(rows: list[dict]) -> None:
     ref = np.array([r["ref"] for r in rows])
     quart = np.searchsorted(np.quantile(ref, [0.25, 0.5, 0.75]), ref, side="right")
+    print(f"{len(rows)} test images; HC quartile edges {np.round(np.quantile(ref, [0.25, 0.5, 0.75]), 1).tolist()} mm")
     print(f"{'HC from':<14}{'signed':>8}{'abs':>7}{'median':>8}{'Dice':>8}   quartiles signed/abs/Dice")
     for name in [k for k in rows[0] if k != "ref"]:
         err = np.array([r[name][0] for r in rows])
