@@ -67,6 +67,7 @@ def ellipse_half_extent(ell: Ellipse) -> tuple[float, float]:
 
 def build(run: str, out: str, per_image: int, k_range: tuple[float, float], k: float, jitter: float,
           seed: int) -> None:
+    """Write the crop dataset of ``run``'s split to ``out`` (see the module docstring for the sides)."""
     rd = open_run(run)
     root = Path(out)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -99,6 +100,7 @@ def build(run: str, out: str, per_image: int, k_range: tuple[float, float], k: f
 
 
 def test_side(first: str, split_file: str | None, data: str | None) -> SegDataset:
+    """The TEST images of the first model's run, or of ``split_file`` over the HC18 copy at ``data``."""
     if split_file is None:
         return open_run(first).part("test")
     ds = read_dataset(data, "hc18")
@@ -106,6 +108,8 @@ def test_side(first: str, split_file: str | None, data: str | None) -> SegDatase
 
 
 def evaluate(first: str, crop: str, ks: list[float], split_file: str | None, data: str | None) -> list[dict]:
+    """Per TEST image: the reference HC and (HC error mm, ellipse Dice) of one pass, the crop pass
+    and the mean of both passes for each ``k``."""
     one, two = load_predictor(first), load_predictor(crop)
     ds = test_side(first, split_file, data)
     rows = []
