@@ -30,17 +30,16 @@ FIRST and CROP are run directories or .tflite files (a .tflite's test split come
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
 from lightseg_tf.anatomy.biometry import Ellipse, fit_head_ellipse
-from lightseg_tf.core.io import write_json_atomic, write_png_atomic
+from lightseg_tf.core.io import staged_dir
 from lightseg_tf.data.dataset import SegDataset
 from lightseg_tf.data.readers import read_dataset
+from lightseg_tf.data.readers.native import write_native_index, write_native_pair
 from lightseg_tf.data.split import load_split, save_split
 from lightseg_tf.deploy.runtime import load_predictor
 from lightseg_tf.runs import open_run
@@ -67,36 +66,31 @@ def ellipse_half_extent(ell: Ellipse) -> tuple[float, float]:
 
 def build(run: str, out: str, per_image: int, k_range: tuple[float, float], k: float, jitter: float,
           seed: int) -> None:
-    """Write the crop dataset of ``run``'s split to ``out`` (see the module docstring for the sides)."""
+    """Write the crop dataset of ``run``'s split to ``out`` (see the module docstring for the sides);
+    nothing is left in ``out`` unless every crop is written."""
     rd = open_run(run)
-    root = Path(out)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows, split = [], {"train": [], "val": [], "test": []}
-    for side in split:
-        ds = rd.part(side)
-        for rec in ds.records:
-            image, mask = ds.load_pair(rec)
-            ys, xs = np.nonzero(mask > 0)
-            cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
-            half_h, half_w = (ys.max() - ys.min() + 1) / 2, (xs.max() - xs.min() + 1) / 2
-            for j in range(per_image if side == "train" else 1):
-                kk = rng.uniform(*k_range) if side == "train" else k
-                side_px = 2 * kk * max(half_h, half_w)
-                dy, dx = (rng.uniform(-jitter, jitter, 2) * side_px) if side == "train" else (0.0, 0.0)
-                y0, y1, x0, x1 = crop_box(cy + dy, cx + dx, half_h, half_w, kk, mask.shape)
-                cid = f"{rec.id}_c{j}"
-                write_png_atomic(root / "images" / f"{cid}.png", np.round(image[y0:y1, x0:x1, 0] * 255).astype(np.uint8))
-                write_png_atomic(root / "masks" / f"{cid}.png", mask[y0:y1, x0:x1].astype(np.uint8))
-                rows.append([cid, rec.subject, rec.plane or "", rec.pixel_size_mm, rec.hc_mm])
-                split[side].append(cid)
-    with open(root / "meta.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["id", "subject", "plane", "pixel_size_mm", "hc_mm"], *rows])
-    write_json_atomic(root / "dataset.json", {"format": "lightseg", "classes": list(rd.dataset.classes)})
-    save_split(split, root / "split.json", source_run=str(run), per_image=per_image, k_range=list(k_range),
-               k=k, jitter=jitter, seed=seed)
-    print(f"{root}: " + ", ".join(f"{s} {len(v)} crops" for s, v in split.items()))
+    with staged_dir(out) as stage:
+        for side in split:
+            ds = rd.part(side)
+            for rec in ds.records:
+                image, mask = ds.load_pair(rec)
+                ys, xs = np.nonzero(mask > 0)
+                cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+                half_h, half_w = (ys.max() - ys.min() + 1) / 2, (xs.max() - xs.min() + 1) / 2
+                for j in range(per_image if side == "train" else 1):
+                    kk = rng.uniform(*k_range) if side == "train" else k
+                    side_px = 2 * kk * max(half_h, half_w)
+                    dy, dx = (rng.uniform(-jitter, jitter, 2) * side_px) if side == "train" else (0.0, 0.0)
+                    y0, y1, x0, x1 = crop_box(cy + dy, cx + dx, half_h, half_w, kk, mask.shape)
+                    rows.append(write_native_pair(stage, f"{rec.id}_c{j}", image[y0:y1, x0:x1],
+                                                  mask[y0:y1, x0:x1], rec))
+                    split[side].append(rows[-1]["id"])
+        save_split(split, stage / "split.json", source_run=str(run), per_image=per_image,
+                   k_range=list(k_range), k=k, jitter=jitter, seed=seed)
+        write_native_index(stage, rows, rd.dataset.classes, crops_of=str(run))
+    print(f"{out}: " + ", ".join(f"{s} {len(v)} crops" for s, v in split.items()))
 
 
 def test_side(first: str, split_file: str | None, data: str | None) -> SegDataset:

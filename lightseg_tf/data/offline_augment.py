@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from lightseg_tf.config import AugmentConfig
 from lightseg_tf.data.augment import augment_pair, build_augmenter
 from lightseg_tf.data.readers import read_dataset
-from lightseg_tf.data.readers.native import META_COLUMNS
+from lightseg_tf.data.readers.native import write_native_index, write_native_pair
 from lightseg_tf.data.split import load_split, save_split
 from lightseg_tf.errors import LightsegError
-from lightseg_tf.core.io import write_csv_atomic, write_json_atomic, write_png_atomic
 
 
 def _file_id(record_id: str) -> str:
@@ -50,16 +47,9 @@ def augment_offline(src, format, split_file, out, copies: int, seed: int = 0,
                 img_k, mask_k = augment_pair(aug, image, mask)
                 variants.append((f"{_file_id(rec.id)}_aug{k}", img_k, mask_k))
                 new_train.append(variants[-1][0])
-        for rid, img, msk in variants:
-            write_png_atomic(out / "images" / f"{rid}.png", np.round(img[..., 0] * 255).astype(np.uint8))
-            write_png_atomic(out / "masks" / f"{rid}.png", msk.astype(np.uint8))
-            rows.append({"id": rid, "subject": rec.subject, "plane": rec.plane or "",
-                         "pixel_size_mm": "" if rec.pixel_size_mm is None else rec.pixel_size_mm,
-                         "hc_mm": "" if rec.hc_mm is None else rec.hc_mm})
-    write_csv_atomic(out / "meta.csv", rows, META_COLUMNS)
+        rows += [write_native_pair(out, rid, img, msk, rec) for rid, img, msk in variants]
     save_split({"train": new_train, "val": [_file_id(i) for i in split["val"]],
                 "test": [_file_id(i) for i in split["test"]]}, out / "split.json",
                source=str(src), copies=copies, seed=seed)
-    write_json_atomic(out / "dataset.json", {"format": "lightseg", "classes": list(dataset.classes),
-                                             "augmented_from": str(src), "copies": copies})
+    write_native_index(out, rows, dataset.classes, augmented_from=str(src), copies=copies)
     return out

@@ -11,12 +11,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightseg_tf.core.io import read_csv, read_json_file
+import numpy as np
+
+from lightseg_tf.core.io import read_csv, read_json_file, write_csv_atomic, write_json_atomic, write_png_atomic
 from lightseg_tf.data.dataset import Record, SegDataset
 from lightseg_tf.data.readers import register_reader
 from lightseg_tf.errors import LightsegError
 
 META_COLUMNS = ("id", "subject", "plane", "pixel_size_mm", "hc_mm")
+
+
+def write_native_pair(root: str | Path, image_id: str, image: np.ndarray, mask: np.ndarray, source: Record) -> dict:
+    """Write one image ``[H, W, 1]`` in [0, 1] and its mask ``[H, W]`` under ``root`` in this layout.
+
+    Returns:
+        Its ``meta.csv`` row: ``image_id`` with the subject, plane, pixel size and HC of ``source``
+        (the record it was made from; empty cells where unknown).
+    """
+    root = Path(root)
+    write_png_atomic(root / "images" / f"{image_id}.png", np.round(image[..., 0] * 255).astype(np.uint8))
+    write_png_atomic(root / "masks" / f"{image_id}.png", mask.astype(np.uint8))
+    return {"id": image_id, "subject": source.subject, "plane": source.plane or "",
+            "pixel_size_mm": "" if source.pixel_size_mm is None else source.pixel_size_mm,
+            "hc_mm": "" if source.hc_mm is None else source.hc_mm}
+
+
+def write_native_index(root: str | Path, rows: list[dict], classes, **info) -> None:
+    """Write ``meta.csv`` (the rows of :func:`write_native_pair`) and ``dataset.json`` (``classes``
+    plus ``info``, e.g. where the images came from) under ``root``."""
+    root = Path(root)
+    write_csv_atomic(root / "meta.csv", rows, META_COLUMNS)
+    write_json_atomic(root / "dataset.json", {"format": "lightseg", "classes": list(classes), **info})
 
 
 def _detect(path: Path) -> bool:
