@@ -9,12 +9,17 @@ split, HC is measured from
   original-pixel resolution; other t move the boundary outward (t < 0.5) or inward);
 - ``expert->letterbox``: the experts' own mask letterboxed to the model's side and back (the
   quantisation floor of the model's resolution, no model at all),
-each with the same direct ellipse fit. Printed per side: signed mean (predicted - reference),
+each with the same direct ellipse fit; and, on the device class map, two other fits of its
+boundary: ``robust c`` (Tukey-biweight reweighted direct fit, cut at c robust SDs of the radial
+residual: boundary stretches where the skull fades and the map leaks or dents stop pulling the
+ellipse) and ``edge-weighted`` (each boundary point weighted by the probability map's gradient
+there: sharp transitions count more than soft ones). Printed per side: signed mean (predicted - reference),
 mean and median absolute error in mm, the mean Dice of the fitted ellipse against the mask, and
 signed / absolute mean per quartile of the reference HC; then the test images with the largest
 errors.
 
     PYTHONPATH=. .venv/bin/python experiments/hc18_contour_check.py RUN [--levels 0.3 0.4 0.5 0.6]
+        [--robust 2.5 4.685]
 """
 
 from __future__ import annotations
@@ -24,14 +29,56 @@ import time
 
 import numpy as np
 
-from lightseg_tf.anatomy.biometry import ellipse_region, fit_head_ellipse
+from scipy import ndimage
+
+from lightseg_tf.anatomy.biometry import (Ellipse, boundary_points, ellipse_region, fit_ellipse_direct,
+                                          fit_head_ellipse, largest_component)
 from lightseg_tf.data.letterbox import letterbox_mask, unletterbox_mask, unletterbox_probs
 from lightseg_tf.deploy.runtime import load_predictor
 from lightseg_tf.objectives.metrics import dice_iou_per_class
 from lightseg_tf.runs import open_run
 
 
-def measure(run: str, levels: list[float]) -> list[dict]:
+def radial_residual(pts: np.ndarray, ell: Ellipse) -> np.ndarray:
+    """Signed radial distance (px, + outside) of ``pts`` ``[N, 2]`` to ``ell`` along the ray from its centre."""
+    t = np.radians(ell.angle_deg)
+    dx, dy = pts[:, 0] - ell.cx, pts[:, 1] - ell.cy
+    u, v = dx * np.cos(t) + dy * np.sin(t), -dx * np.sin(t) + dy * np.cos(t)
+    rho = np.maximum(np.sqrt((u / ell.a) ** 2 + (v / ell.b) ** 2), 1e-12)
+    return np.hypot(u, v) * (1.0 - 1.0 / rho)
+
+
+def grown(ell: Ellipse | None) -> Ellipse | None:
+    """The half-pixel growth of :func:`fit_head_ellipse` (boundary points are pixel centres)."""
+    return None if ell is None else Ellipse(ell.cx, ell.cy, ell.a + 0.5, ell.b + 0.5, ell.angle_deg)
+
+
+def fit_robust(region: np.ndarray, c: float, iters: int = 8) -> Ellipse | None:
+    """Tukey-biweight IRLS of the direct fit on ``region``'s boundary (scale: 1.4826 MAD, >= 0.5 px)."""
+    pts = boundary_points(largest_component(region))
+    ell = fit_ellipse_direct(pts)
+    for _ in range(iters):
+        if ell is None:
+            return None
+        r = radial_residual(pts, ell)
+        s = max(1.4826 * float(np.median(np.abs(r - np.median(r)))), 0.5)
+        z = r / (c * s)
+        nxt = fit_ellipse_direct(pts, np.where(np.abs(z) < 1, (1 - z * z) ** 2, 0.0))
+        if nxt is None:
+            break
+        ell = nxt
+    return grown(ell)
+
+
+def fit_edge_weighted(region: np.ndarray, prob: np.ndarray) -> Ellipse | None:
+    """Direct fit on ``region``'s boundary, each point weighted by |grad prob| at its pixel."""
+    pts = boundary_points(largest_component(region))
+    g = np.hypot(ndimage.sobel(prob, 0), ndimage.sobel(prob, 1))
+    w = g[(pts[:, 1] - 0.5).astype(int), (pts[:, 0] - 0.5).astype(int)]
+    return grown(fit_ellipse_direct(pts, w + 1e-6))
+
+
+def measure(run: str, levels: list[float], robust: list[float]) -> list[dict]:
     rd = open_run(run)
     model = load_predictor(f"{run}/model_int8.tflite")
     rows = []
@@ -46,9 +93,12 @@ def measure(run: str, levels: list[float]) -> list[dict]:
             regions = {"device": unletterbox_mask(out["class_map"], lb) > 0,
                        **{f"level {t:g}": prob >= t for t in levels},
                        "expert->letterbox": unletterbox_mask(letterbox_mask(head.astype(np.int32), model.size), lb) > 0}
+            fits = {name: (fit_head_ellipse(region) if region.any() else None) for name, region in regions.items()}
+            if regions["device"].any():
+                fits |= {f"robust {c:g}": fit_robust(regions["device"], c) for c in robust}
+                fits["edge-weighted"] = fit_edge_weighted(regions["device"], prob)
             row = {"side": side, "id": rec.id, "ref": rec.hc_mm}
-            for name, region in regions.items():
-                ell = fit_head_ellipse(region) if region.any() else None
+            for name, ell in fits.items():
                 row[name] = (np.nan, np.nan) if ell is None else (
                     ell.perimeter * rec.pixel_size_mm - rec.hc_mm,
                     float(dice_iou_per_class(ellipse_region(ell, head.shape), head, 2)[0][1]))
@@ -82,9 +132,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="an HC18 run directory holding model_int8.tflite (experiments/hc18_cpu.sh)")
     p.add_argument("--levels", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
+    p.add_argument("--robust", type=float, nargs="*", default=[2.5, 4.685], help="Tukey cut-offs c (robust SDs)")
     args = p.parse_args()
     t0 = time.perf_counter()
-    report(measure(args.run, args.levels))
+    report(measure(args.run, args.levels, args.robust))
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
 
 

@@ -66,7 +66,7 @@ def boundary_points(region: np.ndarray) -> np.ndarray:
     return np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64)
 
 
-def fit_ellipse_direct(points: np.ndarray) -> Ellipse | None:
+def fit_ellipse_direct(points: np.ndarray, weights: np.ndarray | None = None) -> Ellipse | None:
     """Direct least-squares ellipse through ``points`` ``[N, 2]`` (x, y).
 
     Fitzgibbon, Pilu & Fisher, "Direct least square fitting of ellipses", IEEE PAMI 21(5), 1999,
@@ -77,21 +77,33 @@ def fit_ellipse_direct(points: np.ndarray) -> Ellipse | None:
     ``tflite/web/core.js`` and ``Biometry.fitEllipse`` in the Android core (OpenCV calls this
     method ``fitEllipseDirect``; its ``fitEllipse`` is a different, unconstrained fit).
 
+    Args:
+        points: ``[N, 2]`` (x, y).
+        weights: optional ``[N]`` non-negative weight of each point's squared algebraic distance
+            (a weight of 0 drops the point; None: all 1, the form the browser and Android ports use).
+
     Returns:
-        The ellipse (semi-axes as fitted, no offset), or None for fewer than 5 points or a
-        degenerate set (collinear points, no ellipse solution).
+        The ellipse (semi-axes as fitted, no offset), or None for fewer than 5 points (of positive
+        weight) or a degenerate set (collinear points, no ellipse solution).
     """
     pts = np.asarray(points, np.float64).reshape(-1, 2)
-    if len(pts) < 5:
+    if weights is None:
+        w = np.ones(len(pts))
+    else:
+        w = np.asarray(weights, np.float64).reshape(-1)
+        if len(w) != len(pts) or not np.all(w >= 0):
+            raise ValueError(f"weights must be {len(pts)} non-negative numbers, one per point")
+    if np.count_nonzero(w) < 5:
         return None
-    mean = pts.mean(axis=0)
-    scale = math.sqrt(float(((pts - mean) ** 2).sum(axis=1).mean()))
+    mean = w @ pts / w.sum()
+    scale = math.sqrt(float(w @ ((pts - mean) ** 2).sum(axis=1) / w.sum()))
     if scale == 0:
         return None
     x, y = ((pts - mean) / scale).T
     d1 = np.stack([x * x, x * y, y * y], axis=1)  # quadratic part
     d2 = np.stack([x, y, np.ones_like(x)], axis=1)  # linear part
-    s1, s2, s3 = d1.T @ d1, d1.T @ d2, d2.T @ d2
+    wd1, wd2 = d1 * w[:, None], d2 * w[:, None]
+    s1, s2, s3 = d1.T @ wd1, d1.T @ wd2, d2.T @ wd2
     if abs(np.linalg.det(s3)) < 1e-300:
         return None
     t = -np.linalg.solve(s3, s2.T)  # linear coefficients = t @ quadratic ones

@@ -174,6 +174,35 @@ def test_direct_fit_is_opencvs_fit_ellipse_direct_on_the_contour_pixels():
     assert fit_ellipse_direct(np.array([[0.0, 0], [1, 1], [2, 2], [3, 3], [4, 4]])) is None  # collinear
 
 
+def test_direct_fit_weights_scale_each_point_and_zero_drops_it():
+    from dataclasses import astuple
+
+    from lightseg_tf.anatomy.biometry import fit_ellipse_direct as fit
+
+    def fit_ellipse_direct(*args):
+        e = fit(*args)
+        return None if e is None else astuple(e)
+
+    rng = np.random.default_rng(1)
+    th = rng.uniform(0, 2 * np.pi, 60)
+    on = np.stack([50 + 30 * np.cos(th), 40 + 18 * np.sin(th)], axis=1) + rng.normal(0, 0.3, (60, 2))
+    stray = np.array([[95.0, 40], [90, 70], [20, 5]])
+    pts = np.concatenate([on, stray])
+    plain = fit_ellipse_direct(on)
+    dropped = fit_ellipse_direct(pts, np.r_[np.ones(60), np.zeros(3)])
+    assert dropped == pytest.approx(plain, rel=1e-9)
+    assert fit_ellipse_direct(pts)[2] > plain[2] + 3  # the stray points pull the unweighted fit
+    # Scaling all weights changes nothing; weight 2 on a point is that point counted twice.
+    assert fit_ellipse_direct(pts, np.full(63, 7.0)) == pytest.approx(fit_ellipse_direct(pts), rel=1e-9)
+    twice = fit_ellipse_direct(np.concatenate([pts, pts[-1:]]))
+    assert fit_ellipse_direct(pts, np.r_[np.ones(62), 2.0]) == pytest.approx(twice, rel=1e-9)
+    assert fit_ellipse_direct(pts, np.r_[np.ones(4), np.zeros(59)]) is None  # under 5 points of weight
+    with pytest.raises(ValueError, match="non-negative"):
+        fit_ellipse_direct(pts, -np.ones(63))
+    with pytest.raises(ValueError, match="one per point"):
+        fit_ellipse_direct(pts, np.ones(5))
+
+
 def test_measure_of_a_tflite_shows_the_training_domain_its_card_holds(phantom_dir, tmp_path, capsys):
     from lightseg_tf.data.readers import read_dataset
     from lightseg_tf.deploy.convert import build_card, convert, training_domain_of, write_export
