@@ -3,8 +3,8 @@
 Runs ``lightseg pipeline --config CONFIG train.seed=S data.phantom_seed=S run_root=ROOT/seedS`` for
 each seed not yet finished (a finished chain is only re-read: the pipeline skips done stages), then
 prints one row per seed and the mean +- sample SD: the vote and its best teacher on the same
-letterboxed test maps, both students and the int8 file on the test split at original resolution,
-which student shipped, the chain's wall time. The seed reaches the phantom images, the teachers
+letterboxed test maps, both students and the int8 file (made from the shipped student) on the
+test split at original resolution, which student shipped, the chain's wall time. The seed reaches the phantom images, the teachers
 (except a teacher spec with its own ``seed``) and the students; the split rule is fixed.
 Earlier finished chains of the same config (e.g. ``make demo``'s ``runs/quickstart``) join the
 table with ``--runs``.
@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 COLUMNS = ["best teacher", "vote", "vote - best", "labels only", "distilled", "distilled - labels",
-           "int8", "int8 - distilled"]
+           "int8", "int8 - shipped"]
 
 
 def chain_row(run_dir: Path) -> dict:
@@ -52,7 +52,8 @@ def chain_row(run_dir: Path) -> dict:
     return {"run": str(run_dir), "seconds": seconds, "weights": ens.get("weights_from", ""),
             "best teacher name": best, "best teacher": table[best], "vote": vote, "vote - best": vote - table[best],
             "labels only": labels, "distilled": dist, "distilled - labels": dist - labels,
-            "int8": int8, "int8 - distilled": int8 - dist, "shipped": ev["shipped"]}
+            "int8": int8, "int8 - shipped": int8 - (dist if ev["shipped"] == "distilled" else labels),
+            "shipped": ev["shipped"]}
 
 
 def markdown(rows: list[dict]) -> str:
