@@ -194,6 +194,9 @@ class PipelineConfig:
     qat: bool = True  # quantization-aware fine-tuning (with the Distiller) before the int8 export
     qat_epochs: int = 2
     qat_learning_rate: float = 2e-4
+    # with qat: also convert the shipped student by post-training quantization and ship the int8 file
+    # better on VAL (false: always the QAT one)
+    int8_choice: bool = True
     export: list[str] = field(default_factory=lambda: ["int8"])  # TFLite variants to export
     explain_images: int = 2
     robustness: bool = True

@@ -50,6 +50,14 @@ def test_teacher_specs_and_stage_names_are_checked():
     assert "baseline" in names and "select" not in names
 
 
+def test_the_int8_file_after_qat_ships_unless_post_training_int8_is_better_on_val():
+    from lightseg_tf.pipelines.chain import int8_choice
+
+    assert int8_choice({"qat": 0.80, "ptq": 0.81}) == "ptq"
+    assert int8_choice({"qat": 0.81, "ptq": 0.80}) == "qat"
+    assert int8_choice({"qat": 0.80, "ptq": 0.80}) == "qat"  # a tie keeps the method's QAT file
+
+
 def _kill_during(stage, *overrides, cwd):
     """Start the smallest quickstart pipeline and SIGKILL it as soon as ``stage`` starts running."""
     proc = subprocess.Popen([sys.executable, "-m", "lightseg_tf", "pipeline", "--config", str(QUICKSTART),
@@ -141,6 +149,23 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     changed = _pipeline("--only", "ensemble", f"run_root={tmp_path}", "pipeline.ensemble_trials=3", cwd=tmp_path)
     assert "[1/1] stage ensemble: " in changed.stderr and "stage teachers" not in changed.stderr
     assert len(json.loads((run / "stages" / "ensemble" / "ensemble_weights.json").read_text())["history"]) == 3
+
+    # With QAT the int8 file is converted after QAT and by post-training quantization; the one better on VAL
+    # ships (its card names its source: the QAT .h5 or the student's best.keras) and the table says which.
+    qat = _pipeline(f"run_root={tmp_path}", "pipeline.qat=true", "pipeline.qat_epochs=1", cwd=tmp_path)
+    assert "stage teachers:" not in qat.stderr and "stage qat: " in qat.stderr
+    export = json.loads((run / "stages" / "export" / "done.json").read_text())["results"]
+    choice = export["int8_choice"]
+    val = choice["val_mean_fg_dice"]
+    assert set(val) == {"qat", "ptq"} and choice["shipped"] == ("ptq" if val["ptq"] > val["qat"] else "qat")
+    card = json.loads((run / "stages" / "export" / "student_int8.json").read_text())
+    assert card["model"]["source"] == {"qat": "best.h5", "ptq": "best.keras"}[choice["shipped"]]
+    assert sorted(p.name for p in (run / "stages" / "export").glob("*.tflite")) == ["student_int8.tflite"]
+    assert not (run / "stages" / "export" / "int8_candidates").exists()
+    kind = {"qat": "after QAT", "ptq": "post-training"}[choice["shipped"]]
+    assert f"The int8 file: {kind} (val mean fg Dice: QAT int8 {val['qat']:.4f}" in (
+        run / "stages" / "evaluate" / "results.md").read_text()
+    assert f"shipping the {choice['shipped'].upper()} int8 file" in qat.stderr
 
 
 @pytest.mark.slow
