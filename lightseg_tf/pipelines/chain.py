@@ -66,6 +66,10 @@ def summary_scores(result) -> dict:
     return out
 
 
+# How the final table, results.md and the report name the int8 file that shipped.
+INT8_KINDS = {"qat": "after QAT", "ptq": "post-training quantization"}
+
+
 def int8_choice(val: dict[str, float]) -> str:
     """``"ptq"`` when the post-training int8 file beats the QAT one on VAL (``val``: kind -> mean fg Dice), else ``"qat"``."""
     return "ptq" if val["ptq"] > val["qat"] else "qat"
@@ -293,8 +297,7 @@ def build_stages(cfg: Config) -> list[Stage]:
             note = f"the shipped model ({shipped} student"
             if quant == "int8" and int8:
                 val = int8["val_mean_fg_dice"]
-                note += (", after QAT" if int8["shipped"] == "qat" else ", post-training quantization") + (
-                    f"; val QAT {val['qat']:.4f}, post-training {val['ptq']:.4f}")
+                note += f", {INT8_KINDS[int8['shipped']]}; val QAT {val['qat']:.4f}, post-training {val['ptq']:.4f}"
             rows[f"student {quant} TFLite"] = {**summary_scores(evaluate_run(student, "test", tflite=tfl, out=out)),
                                                "note": note + ")"}
         lines = ["| model | test mean fg Dice | test mean fg IoU | note |", "|---|---|---|---|"]
@@ -303,8 +306,7 @@ def build_stages(cfg: Config) -> list[Stage]:
         if sel:
             lines.append(f"\nShipped: the {sel['shipped']} student ({sel['reason']}).")
         if int8:
-            lines.append(f"The int8 file: {'after QAT' if int8['shipped'] == 'qat' else 'post-training'} "
-                         f"({int8['reason']}).")
+            lines.append(f"The int8 file: {INT8_KINDS[int8['shipped']]} ({int8['reason']}).")
         write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
         return {"rows": rows, "shipped": shipped}
 
@@ -449,8 +451,7 @@ def _results_html(ctx: Context) -> str:
     if sel := ctx.results.get("select"):
         notes.append(f"shipped: the {html.escape(sel['shipped'])} student ({html.escape(sel['reason'])})")
     if int8 := ctx.results["export"].get("int8_choice"):
-        kind = "after QAT" if int8["shipped"] == "qat" else "by post-training quantization"
-        notes.append(f"int8 file: {kind} ({html.escape(int8['reason'])})")
+        notes.append(f"int8 file: {INT8_KINDS[int8['shipped']]} ({html.escape(int8['reason'])})")
     return section("chain", table + "".join(f"<p class='note'>{n}</p>" for n in notes), "LightSeg chain (test split)")
 
 

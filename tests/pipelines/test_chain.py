@@ -162,7 +162,7 @@ def test_the_chain_resumes_after_a_kill_in_distillation_then_skips_finished_work
     assert card["model"]["source"] == {"qat": "best.h5", "ptq": "best.keras"}[choice["shipped"]]
     assert sorted(p.name for p in (run / "stages" / "export").glob("*.tflite")) == ["student_int8.tflite"]
     assert not (run / "stages" / "export" / "int8_candidates").exists()
-    kind = {"qat": "after QAT", "ptq": "post-training"}[choice["shipped"]]
+    kind = {"qat": "after QAT", "ptq": "post-training quantization"}[choice["shipped"]]
     assert f"The int8 file: {kind} (val mean fg Dice: QAT int8 {val['qat']:.4f}" in (
         run / "stages" / "evaluate" / "results.md").read_text()
     assert f"shipping the {choice['shipped'].upper()} int8 file" in qat.stderr
