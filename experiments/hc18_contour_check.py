@@ -32,25 +32,11 @@ import numpy as np
 from scipy import ndimage
 
 from lightseg_tf.anatomy.biometry import (Ellipse, boundary_points, ellipse_region, fit_ellipse_direct,
-                                          fit_head_ellipse, largest_component)
+                                          fit_head_ellipse, grown_half_pixel, largest_component, radial_distances)
 from lightseg_tf.data.letterbox import letterbox_mask, unletterbox_mask, unletterbox_probs
 from lightseg_tf.deploy.runtime import load_predictor
 from lightseg_tf.objectives.metrics import dice_iou_per_class
 from lightseg_tf.runs import open_run
-
-
-def radial_residual(pts: np.ndarray, ell: Ellipse) -> np.ndarray:
-    """Signed radial distance (px, + outside) of ``pts`` ``[N, 2]`` to ``ell`` along the ray from its centre."""
-    t = np.radians(ell.angle_deg)
-    dx, dy = pts[:, 0] - ell.cx, pts[:, 1] - ell.cy
-    u, v = dx * np.cos(t) + dy * np.sin(t), -dx * np.sin(t) + dy * np.cos(t)
-    rho = np.maximum(np.sqrt((u / ell.a) ** 2 + (v / ell.b) ** 2), 1e-12)
-    return np.hypot(u, v) * (1.0 - 1.0 / rho)
-
-
-def grown(ell: Ellipse | None) -> Ellipse | None:
-    """The half-pixel growth of :func:`fit_head_ellipse` (boundary points are pixel centres)."""
-    return None if ell is None else Ellipse(ell.cx, ell.cy, ell.a + 0.5, ell.b + 0.5, ell.angle_deg)
 
 
 def fit_robust(region: np.ndarray, c: float, iters: int = 8) -> Ellipse | None:
@@ -60,14 +46,14 @@ def fit_robust(region: np.ndarray, c: float, iters: int = 8) -> Ellipse | None:
     for _ in range(iters):
         if ell is None:
             return None
-        r = radial_residual(pts, ell)
+        r = radial_distances(pts, ell)
         s = max(1.4826 * float(np.median(np.abs(r - np.median(r)))), 0.5)
         z = r / (c * s)
         nxt = fit_ellipse_direct(pts, np.where(np.abs(z) < 1, (1 - z * z) ** 2, 0.0))
         if nxt is None:
             break
         ell = nxt
-    return grown(ell)
+    return grown_half_pixel(ell)
 
 
 def fit_edge_weighted(region: np.ndarray, prob: np.ndarray) -> Ellipse | None:
@@ -75,7 +61,7 @@ def fit_edge_weighted(region: np.ndarray, prob: np.ndarray) -> Ellipse | None:
     pts = boundary_points(largest_component(region))
     g = np.hypot(ndimage.sobel(prob, 0), ndimage.sobel(prob, 1))
     w = g[(pts[:, 1] - 0.5).astype(int), (pts[:, 0] - 0.5).astype(int)]
-    return grown(fit_ellipse_direct(pts, w + 1e-6))
+    return grown_half_pixel(fit_ellipse_direct(pts, w + 1e-6))
 
 
 def measure(run: str, levels: list[float], robust: list[float]) -> list[dict]:

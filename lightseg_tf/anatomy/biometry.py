@@ -143,10 +143,28 @@ def fit_head_ellipse(mask: np.ndarray) -> Ellipse | None:
     Returns:
         The ellipse, or None when the mask holds fewer than 5 boundary points or none fits.
     """
-    e = fit_ellipse_direct(boundary_points(largest_component(np.asarray(mask, bool))))
-    if e is None:
-        return None
-    return Ellipse(e.cx, e.cy, e.a + 0.5, e.b + 0.5, e.angle_deg)
+    return grown_half_pixel(fit_ellipse_direct(boundary_points(largest_component(np.asarray(mask, bool)))))
+
+
+def grown_half_pixel(ell: Ellipse | None) -> Ellipse | None:
+    """``ell`` with both semi-axes half a pixel longer: from a fit through boundary pixel centres
+    (half a pixel inside the region's edge) to the region's edge; None stays None."""
+    return None if ell is None else Ellipse(ell.cx, ell.cy, ell.a + 0.5, ell.b + 0.5, ell.angle_deg)
+
+
+def radial_distances(points: np.ndarray, ell: Ellipse) -> np.ndarray:
+    """Signed radial distance ``[N]`` (pixels, + outside) of ``points`` ``[N, 2]`` to ``ell``.
+
+    For a point at ``rho = sqrt((u/a)^2 + (v/b)^2)`` in the ellipse's frame, the ray from the
+    centre meets the ellipse at ``1/rho`` of the point's distance, so the distance along it is
+    ``(1 - 1/rho)`` times that distance.
+    """
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    t = math.radians(ell.angle_deg)
+    dx, dy = pts[:, 0] - ell.cx, pts[:, 1] - ell.cy
+    u, v = dx * math.cos(t) + dy * math.sin(t), -dx * math.sin(t) + dy * math.cos(t)
+    rho = np.sqrt((u / ell.a) ** 2 + (v / ell.b) ** 2)
+    return np.hypot(u, v) * (1.0 - 1.0 / np.maximum(rho, 1e-12))
 
 
 def ellipse_region(ell: Ellipse, shape: tuple[int, int]) -> np.ndarray:

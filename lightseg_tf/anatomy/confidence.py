@@ -44,7 +44,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from lightseg_tf.anatomy.biometry import HEAD_CLASS_NAMES, Ellipse, boundary_points, fit_ellipse_direct
+from lightseg_tf.anatomy.biometry import (HEAD_CLASS_NAMES, Ellipse, boundary_points, fit_ellipse_direct,
+                                          radial_distances)
 from lightseg_tf.anatomy.precision import round_half_up
 
 SCORE_NAME = "lightseg-confidence/1"
@@ -68,21 +69,11 @@ def falloff(x: float, half: float) -> float:
 
 
 def ellipse_residual(points: np.ndarray, ell: Ellipse) -> float:
-    """Mean radial distance of ``points`` ``[N, 2]`` to ``ell``, over its mean radius ``sqrt(a b)``.
-
-    For a point at ``rho = sqrt((u/a)^2 + (v/b)^2)`` in the ellipse's frame, the radial distance
-    is ``|1 - 1/rho|`` times its distance to the centre (the ray from the centre meets the
-    ellipse at ``1/rho`` of it).
-    """
-    pts = np.asarray(points, np.float64).reshape(-1, 2)
-    if not len(pts):
+    """Mean absolute radial distance (:func:`~lightseg_tf.anatomy.biometry.radial_distances`) of
+    ``points`` ``[N, 2]`` to ``ell``, over its mean radius ``sqrt(a b)``."""
+    if not len(np.asarray(points).reshape(-1, 2)):
         return float("inf")
-    t = math.radians(ell.angle_deg)
-    dx, dy = pts[:, 0] - ell.cx, pts[:, 1] - ell.cy
-    u, v = dx * math.cos(t) + dy * math.sin(t), -dx * math.sin(t) + dy * math.cos(t)
-    rho = np.sqrt((u / ell.a) ** 2 + (v / ell.b) ** 2)
-    dist = np.hypot(u, v) * np.abs(1.0 - 1.0 / np.maximum(rho, 1e-12))
-    return float(dist.mean() / math.sqrt(ell.a * ell.b))
+    return float(np.abs(radial_distances(points, ell)).mean() / math.sqrt(ell.a * ell.b))
 
 
 def area_term(fraction: float) -> float:
