@@ -9,6 +9,7 @@ letterbox round trip for one image at its original size.
 
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -28,11 +29,31 @@ def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 8, t
     """
     if tta not in TTA_MODES:
         raise LightsegError(f"unknown test-time augmentation {tta!r}; use hflip or none")
-    probs = tf.nn.softmax(model.predict(images, batch_size=batch_size, verbose=0), axis=-1).numpy()
+    probs = _softmax_batches(model, images, batch_size)
     if tta == "hflip":
-        flipped = model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0)
-        probs = 0.5 * (probs + tf.nn.softmax(flipped, axis=-1).numpy()[:, :, ::-1])
+        probs = 0.5 * (probs + _softmax_batches(model, images[:, :, ::-1], batch_size)[:, :, ::-1])
     return probs
+
+
+# One traced forward pass per model, kept while the model lives: ``model.predict`` builds a new
+# tf.data pipeline on every call, which cost more than the network itself on the clinic stage's
+# many small batches (the robustness table: 18 images per call; a half-width student 0.34 s per
+# call through predict vs 0.15 s through this, docs/BENCHMARKS.md).
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = weakref.WeakKeyDictionary()
+
+
+def _softmax_batches(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Softmax of the model's logits on ``images`` ``[N, S, S, 1]``, ``batch_size`` at a time."""
+    forward = _FORWARD.get(model)
+    if forward is None:
+        ref = weakref.ref(model)  # a strong reference here would keep every model ever used alive
+        forward = _FORWARD[model] = tf.function(
+            lambda x: tf.nn.softmax(tf.cast(ref()(x, training=False), tf.float32), axis=-1), reduce_retracing=True)
+    images = np.asarray(images, np.float32)
+    if len(images) == 0:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    return np.concatenate([forward(tf.constant(images[i:i + batch_size])).numpy()
+                           for i in range(0, len(images), batch_size)])
 
 
 class Predictor:

@@ -63,6 +63,25 @@ def test_build_train_step_save_load(name, tmp_path):
     np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), atol=1e-6)
 
 
+def test_a_keras_file_with_broken_or_foreign_weights_is_a_clear_error(tmp_path):
+    import zipfile
+
+    keras.utils.set_random_seed(0)
+    build_model("unet", (32, 32, 1), 3, base_filters=4, depth=2).save(tmp_path / "m.keras")
+    build_model("unet", (32, 32, 1), 3, base_filters=8, depth=2).save(tmp_path / "wide.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(tmp_path / "wide.keras") as z:
+        wide = z.read("model.weights.h5")
+    for case, weights in (("truncated", members["model.weights.h5"][:2000]), ("foreign", wide)):
+        path = tmp_path / f"{case}.keras"
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in {**members, "model.weights.h5": weights}.items():
+                z.writestr(name, data)
+        with pytest.raises(LightsegError, match=f"{case}.keras: cannot load as a Keras model"):
+            load_model_file(path)
+
+
 def test_lightseg_student_has_the_papers_parameter_count_and_flops():
     from lightseg_tf.deploy.model_stats import count_flops
 
