@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from lightseg_tf.config import ConfigError, dump_config, load_config
@@ -86,3 +88,13 @@ def test_a_bare_on_or_off_from_yaml_is_the_string_where_the_choice_has_them():
     assert load_config(None, ["train.mixed_precision=on"]).train.mixed_precision == "on"
     with pytest.raises(ConfigError, match="strategy"):
         load_config(None, ["train.strategy=off"])  # no on/off among its choices: still an error
+
+
+PROFILES = sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=[p.name for p in PROFILES])
+def test_every_shipped_profile_is_a_valid_config(path):
+    # A profile edited by hand (a typo'd key, a soft loss that does not exist) must fail here, not
+    # an hour into someone's run.
+    load_config(path)

@@ -1,0 +1,73 @@
+"""Model loading and prediction: Keras' own paths vs the project's, side by side in one run.
+
+For each ``.keras`` model given: ``keras.models.load_model`` vs ``saving.load_model_file`` (the
+weights read from a local copy of the zip's member), and ``model.predict`` + softmax vs
+``predictor.predict_probs`` (one traced forward pass per model) on N random letterboxed images
+at the model's input side, batch 8. Medians over REPEATS, interleaved; the outputs of both paths
+are compared too (weights bit-equal, probabilities max |difference|).
+
+Usage: PYTHONPATH=. .venv/bin/python experiments/bench_loading.py MODEL.keras [...] [--images 18] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _median_seconds(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--images", type=int, default=18, help="images per prediction call (the clinic stage's 18)")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from lightseg_tf.models.predictor import predict_probs
+    from lightseg_tf.models.saving import load_model_file
+
+    print("| model | parameters | load: keras | load: lightseg | ratio | predict: keras | predict: lightseg | ratio "
+          "| weights equal | max abs d prob |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+    for path in args.models:
+        keras_load = lambda: keras.models.load_model(str(path), compile=False, safe_mode=True)  # noqa: E731
+        ours_load = lambda: load_model_file(path)  # noqa: E731
+        keras_load(), ours_load()  # warm both (imports, registries)
+        t_keras, t_ours = [], []
+        for _ in range(args.repeats):  # interleaved: a noisy moment hits both
+            t_keras.append(_median_seconds(keras_load, 1)[0])
+            t_ours.append(_median_seconds(ours_load, 1)[0])
+        ref, model = keras_load(), ours_load()
+        equal = all(np.array_equal(a, b) for a, b in zip(ref.get_weights(), model.get_weights()))
+        size = int(model.input_shape[1])
+        images = np.random.default_rng(0).random((args.images, size, size, 1), dtype=np.float32)
+        keras_pred = lambda: tf.nn.softmax(model.predict(images, batch_size=8, verbose=0), axis=-1).numpy()  # noqa: E731
+        ours_pred = lambda: predict_probs(model, images, batch_size=8)  # noqa: E731
+        keras_pred(), ours_pred()  # traced once each
+        p_keras, p_ours = [], []
+        for _ in range(args.repeats):
+            p_keras.append(_median_seconds(keras_pred, 1)[0])
+            p_ours.append(_median_seconds(ours_pred, 1)[0])
+        diff = float(np.abs(keras_pred() - ours_pred()).max())
+        lk, lo = statistics.median(t_keras), statistics.median(t_ours)
+        pk, po = statistics.median(p_keras), statistics.median(p_ours)
+        print(f"| {path} | {model.count_params():,} | {lk:.2f} s | {lo:.2f} s | {lk / lo:.1f}x | {pk * 1e3:.0f} ms "
+              f"| {po * 1e3:.0f} ms | {pk / po:.1f}x | {equal} | {diff:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
