@@ -57,7 +57,13 @@ def convert_function(serve, model, quant: str = "int8", representative: Iterable
 
     if quant not in QUANT_MODES:
         raise LightsegError(f"unknown quantization {quant!r}; choose one of {list(QUANT_MODES)}")
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    # The converter first saves its trackable as a SavedModel. Given the Keras model, that traces
+    # every layer's call for Keras' own metadata (8 of the 11 s for the demo's student, 16 of 25 s
+    # for its QAT twin); a bare module that holds the variables saves the same graph and weights,
+    # and the .tflite bytes come out identical (docs/BENCHMARKS.md, "The main job").
+    holder = tf.Module()
+    holder.model_variables = list(model.variables)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder)
     if quant == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
