@@ -37,8 +37,9 @@ def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 8, t
 
 # One traced forward pass per model, kept while the model lives: ``model.predict`` builds a new
 # tf.data pipeline on every call, which cost more than the network itself on the clinic stage's
-# many small batches (the robustness table: 18 images per call; a half-width student 0.34 s per
-# call through predict vs 0.15 s through this, docs/BENCHMARKS.md).
+# many small batches (the robustness table: 18 images per call; the demo's half-width student
+# 190 ms per call through predict vs 153 ms through this, its U-Net teacher 137 vs 101 ms,
+# experiments/bench_loading.py in docs/BENCHMARKS.md).
 _FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = weakref.WeakKeyDictionary()
 
 

@@ -200,8 +200,9 @@ def _load_keras_zip(path: Path, config: dict) -> keras.Model:
     read from a local copy of the archive's ``model.weights.h5``.
 
     What ``keras.models.load_model`` does, without its reads of the weights through
-    ``tf.io.gfile`` inside the zip: thousands of small reads that took 2.8 s for the quickstart's
-    1.9 M-parameter U-Net (0.5 s this way); the clinic and report stages load every model again.
+    ``tf.io.gfile`` inside the zip: thousands of small reads that took 2.2 s for the quickstart's
+    1.9 M-parameter U-Net (0.4 s this way, experiments/bench_loading.py); the clinic and report
+    stages load every model again.
     An archive with assets (none of lightseg's models has any) goes through Keras' own loader.
     """
     with zipfile.ZipFile(path) as z, tempfile.TemporaryDirectory(prefix="lightseg-load-") as tmp:
