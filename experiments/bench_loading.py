@@ -21,13 +21,11 @@ from pathlib import Path
 import numpy as np
 
 
-def _median_seconds(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+def _timed(fn) -> tuple[float, object]:
+    """Seconds one call of ``fn`` took, and what it returned."""
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
 
 
 def main() -> None:
@@ -57,9 +55,9 @@ def main() -> None:
         through_holder = lambda: convert(model, "int8", calib)  # noqa: E731
         c_model, c_holder = [], []
         for _ in range(args.convert_repeats):
-            seconds, bytes_model = _median_seconds(through_model, 1)
+            seconds, bytes_model = _timed(through_model)
             c_model.append(seconds)
-            seconds, bytes_holder = _median_seconds(through_holder, 1)
+            seconds, bytes_holder = _timed(through_holder)
             c_holder.append(seconds)
         cm, ch = statistics.median(c_model), statistics.median(c_holder)
         conversion = f"{cm:.1f} s | {ch:.1f} s | {cm / ch:.1f}x | {bytes_model == bytes_holder} |"
@@ -71,8 +69,8 @@ def main() -> None:
         keras_load(), ours_load()  # warm both (imports, registries)
         t_keras, t_ours = [], []
         for _ in range(args.repeats):  # interleaved: a noisy moment hits both
-            t_keras.append(_median_seconds(keras_load, 1)[0])
-            t_ours.append(_median_seconds(ours_load, 1)[0])
+            t_keras.append(_timed(keras_load)[0])
+            t_ours.append(_timed(ours_load)[0])
         ref = keras_load()
         equal = all(np.array_equal(a, b) for a, b in zip(ref.get_weights(), model.get_weights()))
         images = np.random.default_rng(0).random((args.images, size, size, 1), dtype=np.float32)
@@ -81,8 +79,8 @@ def main() -> None:
         keras_pred(), ours_pred()  # traced once each
         p_keras, p_ours = [], []
         for _ in range(args.repeats):
-            p_keras.append(_median_seconds(keras_pred, 1)[0])
-            p_ours.append(_median_seconds(ours_pred, 1)[0])
+            p_keras.append(_timed(keras_pred)[0])
+            p_ours.append(_timed(ours_pred)[0])
         diff = float(np.abs(keras_pred() - ours_pred()).max())
         lk, lo = statistics.median(t_keras), statistics.median(t_ours)
         pk, po = statistics.median(p_keras), statistics.median(p_ours)
