@@ -10,7 +10,8 @@
 # Environment: SIZE (letterbox side, default 256), EPOCHS (default 24), NAME (default unet12_256),
 #   MODEL (default unet), OPTIONS (its model.options, default '{base_filters: 12, depth: 4}'; the
 #   earlier profile was MODEL=rtseg OPTIONS='{}' SIZE=128 EPOCHS=10), LOSS (loss.terms, default
-#   '{dice: 1.0, ce: 1.0}', what every run of this script used; LightSeg's DLCE: '{dlce: 1.0}').
+#   '{dice: 1.0, ce: 1.0}', what every run of this script used; LightSeg's DLCE: '{dlce: 1.0}'),
+#   EXTRA (further config overrides, e.g. EXTRA="data.augment.vflip=0.5 train.seed=1").
 set -euo pipefail
 ROOT=${1:-runs/hc18}
 DATA=${HC18:-../shared/datasets/hc18}
@@ -18,7 +19,7 @@ LS=${LS:-.venv/bin/lightseg}
 start=$(date +%s)
 NAME=${NAME:-unet12_256}
 $LS train name=$NAME run_root=$ROOT data.path=$DATA data.format=hc18 model.name=${MODEL:-unet} "model.options=${OPTIONS:-{base_filters: 12, depth: 4\}}" \
-    "loss.terms=${LOSS:-{dice: 1.0, ce: 1.0\}}" data.image_size=${SIZE:-256} data.batch_size=8 train.epochs=${EPOCHS:-24} train.learning_rate=0.003 train.verbose=2
+    "loss.terms=${LOSS:-{dice: 1.0, ce: 1.0\}}" data.image_size=${SIZE:-256} data.batch_size=8 train.epochs=${EPOCHS:-24} train.learning_rate=0.003 train.verbose=2 ${EXTRA:-}
 RUN=$ROOT/$NAME
 echo "training wall time: $(( $(date +%s) - start )) s"
 $LS evaluate $RUN --data $DATA --format hc18 --biometry --postprocess
