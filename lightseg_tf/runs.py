@@ -125,6 +125,12 @@ def read_confidence(run_dir: str | Path) -> dict | None:
         raise LightsegError(f"{path}: not valid JSON ({exc}); rerun lightseg calibrate") from None
 
 
+def calibrated_tta(calibration: dict) -> str:
+    """The test-time augmentation a ``confidence.json`` was calibrated with ("none" when it says none:
+    calibrations before TTA existed were all without)."""
+    return (calibration.get("calibrated_on") or {}).get("tta") or "none"
+
+
 def save_model_atomic(model: keras.Model, path: str | Path) -> None:
     """Save a model to ``path`` (.keras or .h5) through a temporary file and a rename."""
     path = Path(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lightseg_tf.models.tta import TTA_CHOICES
+
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a run's model to TFLite with a model card")
@@ -11,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output .tflite path (model.json card written beside it)")
     p.add_argument("--calib-n", type=int, default=64, help="TRAIN images used to calibrate int8 (default 64)")
     p.add_argument("--model-file", default=None, help="model inside the run (default best.keras)")
+    p.add_argument("--tta", default="none", choices=TTA_CHOICES,
+                   help="build mirroring test-time augmentation into the graph (the model runs once per view: "
+                        "2 for hflip, 4 for flips); calibrate with the same --tta first")
     p.add_argument("--mediapipe", action="store_true",
                    help="also write OUT_mediapipe.tflite for MediaPipe Tasks' ImageSegmenter: uint8 RGB in, "
                         "float32 probabilities out, TFLite Model Metadata with the labels (named in the card)")
@@ -57,7 +62,7 @@ def run_export(args) -> int:
     from lightseg_tf.deploy.runtime import read_card
 
     path, card_path = export_run(args.run, args.out, args.quant, args.calib_n, args.model_file,
-                                 mediapipe=args.mediapipe)
+                                 mediapipe=args.mediapipe, tta=args.tta)
     card = read_card(card_path)
     tpu = card["edgetpu"]
     print(f"{path}  ({card['bytes'] / 1024:.0f} KiB, sha256 {card['sha256'][:12]}...)")

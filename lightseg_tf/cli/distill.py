@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from lightseg_tf.cli import add_config_args, config_from_args
+from lightseg_tf.models.tta import TTA_CHOICES, TTA_HELP
 
 
 def register(sub) -> None:
@@ -18,7 +19,7 @@ def register(sub) -> None:
     q.add_argument("--format", default=None, help="reader name for --data (default: detect)")
     q.add_argument("--splits", default="train,val", help="comma-separated splits to cache (default train,val; "
                    "add unlabelled to distil on the split's images without masks)")
-    q.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
+    q.add_argument("--tta", default="none", choices=TTA_CHOICES, help=TTA_HELP)
     q.add_argument("--batch-size", type=int, default=8)
     q.add_argument("--size", type=int, default=None,
                    help="side of the cached probabilities, i.e. the student's input (default: the first "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from lightseg_tf.cli import add_config_args, config_from_args
+from lightseg_tf.models.tta import TTA_CHOICES, TTA_HELP
 
 
 def register(sub) -> None:
@@ -22,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", help="test|val|train|all (default test)")
     p.add_argument("--split-file", default=None,
                    help="split JSON (default: the run's split.json; 'all' ignores it)")
-    p.add_argument("--tta", default="none", choices=["none", "hflip"], help="test-time augmentation")
+    p.add_argument("--tta", default="none", choices=TTA_CHOICES, help=TTA_HELP)
     p.add_argument("--postprocess", action="store_true",
                    help="also score the post-processed predictions (largest head component, hole "
                         "filling, small-structure limits) to measure its effect")
@@ -40,6 +41,8 @@ def register(sub) -> None:
                                          "(RUN/confidence.json, copied into the card by lightseg export)")
     p.add_argument("run", metavar="RUN", help="run directory made by lightseg train")
     p.add_argument("--model-file", default=None, help="model inside the run (default best.keras)")
+    p.add_argument("--tta", default="none", choices=TTA_CHOICES,
+                   help="calibrate the model as it will be exported (lightseg export --tta): " + TTA_HELP)
     p.add_argument("--hc-tolerance", type=float, default=0.05,
                    help="an image is bad above this relative HC error (default 0.05)")
     p.add_argument("--dice-min", type=float, default=0.9, help="... or below this head Dice (default 0.9)")
@@ -109,7 +112,7 @@ def run_evaluate(args) -> int:
 def run_calibrate(args) -> int:
     from lightseg_tf.evaluation.confidence import calibrate_run
 
-    result = calibrate_run(args.run, args.model_file, hc_tolerance=args.hc_tolerance, dice_min=args.dice_min,
+    result = calibrate_run(args.run, args.model_file, tta=args.tta, hc_tolerance=args.hc_tolerance, dice_min=args.dice_min,
                            good_quantile=args.good_quantile, structure_dice_min=args.structure_dice_min)
     result.pop("rows")
     if args.json:

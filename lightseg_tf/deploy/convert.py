@@ -27,8 +27,10 @@ from lightseg_tf.core.palette import class_colors
 from lightseg_tf.data.tfdata import letterboxed_sample
 from lightseg_tf.deploy.converter import QUANT_MODES, convert_function  # noqa: F401 (QUANT_MODES re-exported)
 from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, read_card, tensor_entry
+from lightseg_tf.models.predictor import mean_view_logits
+from lightseg_tf.models.tta import tta_views
 from lightseg_tf.models.saving import load_trained_model
-from lightseg_tf.runs import BEST_MODEL, open_run, read_confidence
+from lightseg_tf.runs import BEST_MODEL, calibrated_tta, open_run, read_confidence
 
 # Ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on the Edge TPU",
 # supported operations table); anything else runs on the host CPU, and the compiler sends
@@ -44,13 +46,21 @@ EDGETPU_OPS = frozenset({
 
 
 
-def _serving_function(model, size: int):
-    """tf.function ``image [1,S,S,1] float32 -> {class_map uint8, probs float32}``."""
+def _serving_function(model, size: int, tta: str | None = None):
+    """tf.function ``image [1,S,S,1] float32 -> {class_map uint8, probs float32}``.
+
+    With ``tta`` (:data:`~lightseg_tf.models.tta.TTA_VIEWS`) the graph runs the model on the
+    image's mirrored views as one batch and averages their logits, flipped back, exactly as
+    :func:`~lightseg_tf.models.predictor.predict_probs` does: every runtime that runs the file (the
+    Python runner, the browser, Android) gets the same TTA without a line of its own.
+    """
     import tensorflow as tf
+
+    views = tta_views(tta)
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 1], tf.float32, name="image")])
     def serve(image):
-        logits = tf.cast(model(image, training=False), tf.float32)
+        logits = mean_view_logits(model, image, views)
         # argmax of the logits (= of the softmax): keeps ARG_MAX on int8 logits in QAT graphs,
         # where argmax of the softmax output made the converter insert a float DEQUANTIZE.
         return {"class_map": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
@@ -59,7 +69,8 @@ def _serving_function(model, size: int):
     return serve
 
 
-def convert(model, quant: str = "int8", representative: Iterable[np.ndarray] | None = None) -> bytes:
+def convert(model, quant: str = "int8", representative: Iterable[np.ndarray] | None = None,
+            tta: str | None = None) -> bytes:
     """Convert a Keras segmentation model (logits out) to a TFLite flatbuffer.
 
     Args:
@@ -69,11 +80,13 @@ def convert(model, quant: str = "int8", representative: Iterable[np.ndarray] | N
             activations) or "float32".
         representative: letterboxed float32 images ``[S,S,1]`` in [0,1] from the TRAIN split,
             required for int8 calibration (a QAT model uses its learned ranges instead).
+        tta: mirroring test-time augmentation built into the graph ("hflip": 2 views, "flips": 4;
+            the model runs once per view); None for none.
 
     Returns:
         The .tflite bytes.
     """
-    return convert_function(_serving_function(model, int(model.input_shape[1])), model, quant, representative)
+    return convert_function(_serving_function(model, int(model.input_shape[1]), tta), model, quant, representative)
 
 
 def inspect_tflite(content: bytes) -> dict:
@@ -236,30 +249,36 @@ def write_export(content: bytes, card: dict, out: str | Path) -> tuple[Path, Pat
 
 
 def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: int = 64,
-               model_file: str | None = None, mediapipe: bool = False) -> tuple[Path, Path]:
+               model_file: str | None = None, mediapipe: bool = False, tta: str | None = None) -> tuple[Path, Path]:
     """Export a training run's best model (or ``model_file`` inside it, e.g. a QAT .h5) with its card.
 
     The representative sample for int8 calibration is the first ``calib_n`` images of the
     run's TRAIN split, letterboxed exactly as in training. ``mediapipe=True`` also writes
     ``<stem>_mediapipe.tflite`` (:mod:`lightseg_tf.deploy.mediapipe`), named in the card.
+    ``tta`` builds mirroring test-time augmentation into the graph (:func:`convert`); the card
+    says so, and takes the run's confidence threshold only if it was calibrated with the same TTA.
     """
     rd = open_run(run)
     model = load_trained_model(rd.run_dir / (model_file or BEST_MODEL))
     size = int(model.input_shape[1])
     train = rd.part("train")
     calib = list(letterboxed_sample(train, size, calib_n))
-    content = convert(model, quant, calib)
+    tta = None if tta in (None, "", "none") else tta
+    if mediapipe and tta:
+        raise LightsegError("--mediapipe exports the model without TTA; export it separately, without --tta")
+    content = convert(model, quant, calib, tta)
     summary = rd.run_dir / "eval_test_summary.json"
     card = build_card(
         content, name=f"{rd.cfg.name}-{rd.cfg.model.name}-{quant}", classes=rd.dataset.classes,
         colors=class_colors(rd.dataset.num_classes), size=size, quant=quant,
         model={"architecture": rd.cfg.model.name, "options": rd.cfg.model.options,
                "parameters": int(model.count_params()), "source": model_file or BEST_MODEL},
+        test_time_augmentation={"mode": tta or "none", "views": len(tta_views(tta))},
         training_domain=training_domain_of(rd.dataset),
         training_data={"path": str(rd.dataset.root), "format": rd.dataset.format, "train_images": len(train),
                        "calibration_images": len(calib) if quant == "int8" else 0},
         metrics=json.loads(summary.read_text()) if summary.exists() else None,
-        confidence=card_confidence(read_confidence(rd.run_dir), model_file or BEST_MODEL),
+        confidence=card_confidence(read_confidence(rd.run_dir), model_file or BEST_MODEL, tta),
     )
     if mediapipe:
         from lightseg_tf.deploy.mediapipe import export_mediapipe
@@ -284,17 +303,22 @@ def set_card_metrics(tflite: str | Path, metrics: dict | None) -> Path:
     return card_path
 
 
-def card_confidence(calibration: dict | None, source: str) -> dict | None:
+def card_confidence(calibration: dict | None, source: str, tta: str | None = None) -> dict | None:
     """The card's ``confidence`` (score, threshold, calibrated_on, ``structures``: {class: margin
     threshold}) from a run's ``confidence.json``;
     None when the run was not calibrated (``lightseg calibrate RUN``) or was for another model file
-    than ``source``, the one exported."""
+    than ``source``, the one exported, or another test-time augmentation than ``tta`` (averaged
+    views have other margins)."""
     if not calibration:
         return None
-    if (calibration.get("calibrated_on") or {}).get("model") != source:
+    on = calibration.get("calibrated_on") or {}
+    if on.get("model") != source:
         LOG.warning("confidence.json was calibrated for %s, not %s: the card gets no confidence threshold; "
-                    "run lightseg calibrate RUN --model-file %s", calibration.get("calibrated_on", {}).get("model"),
-                    source, source)
+                    "run lightseg calibrate RUN --model-file %s", on.get("model"), source, source)
+        return None
+    if calibrated_tta(calibration) != (tta or "none"):
+        LOG.warning("confidence.json was calibrated with TTA %s, not %s: the card gets no confidence threshold; "
+                    "run lightseg calibrate RUN --tta %s", calibrated_tta(calibration), tta or "none", tta or "none")
         return None
     return {**{k: calibration.get(k) for k in ("score", "threshold", "calibrated_on")},
             "structures": structure_thresholds(calibration)}

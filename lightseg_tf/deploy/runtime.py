@@ -19,7 +19,7 @@ from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask, unlett
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
 from lightseg_tf.models.saving import is_saved_model, load_trained_model, model_path
-from lightseg_tf.runs import is_pipeline_run, open_run, pipeline_model, read_confidence
+from lightseg_tf.runs import calibrated_tta, is_pipeline_run, open_run, pipeline_model, read_confidence
 
 CARD_SCHEMA = "lightseg-model-card/1"
 
@@ -244,21 +244,23 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
     """Open a ``.tflite`` (its card beside it), a run directory or a Keras model file as a Predictor.
 
     A training run directory also gives the class names (its dataset's); a ``lightseg pipeline``
-    run directory opens the model it shipped (the int8 ``.tflite``). ``tta="hflip"`` is for Keras
-    models only (a .tflite graph is fixed).
+    run directory opens the model it shipped (the int8 ``.tflite``). ``tta`` ("hflip", "flips") is
+    for Keras models only: a .tflite graph is fixed (``lightseg export --tta`` builds TTA into it).
     """
     path = Path(model)
     if is_pipeline_run(path):  # its shipped model
         path = pipeline_model(path)
     if path.suffix == ".tflite":
         if tta not in (None, "", "none"):
-            raise LightsegError("--tta is for Keras models; the .tflite graph is fixed")
+            raise LightsegError(f"{path}: --tta is for Keras models; a .tflite graph is fixed (export it with "
+                                "lightseg export --tta to build TTA into the file)")
         return load_tflite(path, threads=threads)
     classes = open_run(path).dataset.classes if path.is_dir() and not is_saved_model(path) else None
     predictor = KerasPredictor(load_trained_model(path), classes, tta=tta, name=path.name, source=str(path))
     # The run's calibrated confidence threshold, when it was calibrated for this model file.
     calibration = read_confidence(path if path.is_dir() else path.parent)
     same_model = calibration and (calibration.get("calibrated_on") or {}).get("model") == model_path(path).name
-    if same_model and tta in (None, "", "none"):  # hflip TTA changes the probabilities the score reads
+    # TTA changes the probabilities the score reads: the threshold holds for the TTA it was chosen with.
+    if same_model and calibrated_tta(calibration) == (tta or "none"):
         predictor.calibration = calibration
     return predictor

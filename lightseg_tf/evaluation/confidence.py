@@ -106,7 +106,7 @@ def _judge_on_val(scores, bad, good_quantile: float) -> tuple[float, dict]:
 
 
 def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path | None = None, *,
-                         model: str | None = None, hc_tolerance: float = 0.05, dice_min: float = 0.9,
+                         model: str | None = None, tta: str | None = None, hc_tolerance: float = 0.05, dice_min: float = 0.9,
                          good_quantile: float = 0.02, structure_dice_min: float = STRUCTURE_DICE_MIN) -> dict:
     """Choose the "low confidence: do not use" threshold on VAL images and write ``confidence.json``.
 
@@ -128,6 +128,8 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
         val_dataset: the run's VAL split (records with masks; HC18 also gives reference HCs).
         out_dir: where ``confidence.json`` goes (None: not written).
         model: the model file calibrated (``best.keras``), recorded in ``calibrated_on``.
+        tta: the test-time augmentation ``predictor`` runs with, recorded in ``calibrated_on``
+            (a card takes the threshold only for the same TTA).
 
     Returns:
         ``{"score", "formula", "threshold", "rule", "calibrated_on", "val": {n, bad, flagged,
@@ -156,7 +158,7 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
         "score": SCORE_NAME, "formula": SCORE_FORMULA, "threshold": threshold,
         "rule": f"{THRESHOLD_RULE}; hc_tolerance {hc_tolerance}, dice_min {dice_min}, good_quantile {good_quantile}",
         "calibrated_on": {"split": "val", "images": len(rows), "dataset": str(val_dataset.root),
-                          "format": val_dataset.format, "model": model or predictor.name,
+                          "format": val_dataset.format, "model": model or predictor.name, "tta": tta or "none",
                           "date": _dt.date.today().isoformat()},
         "val": val,
     }
@@ -171,14 +173,17 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
     return {**result, "rows": rows}
 
 
-def calibrate_run(run: str | Path, model_file: str | None = None, **options) -> dict:
+def calibrate_run(run: str | Path, model_file: str | None = None, tta: str | None = None, **options) -> dict:
     """:func:`calibrate_confidence` of a training run's model (``best.keras`` or ``model_file``
-    inside it) on the run's own VAL split; writes ``RUN/confidence.json``."""
+    inside it, with test-time augmentation ``tta``) on the run's own VAL split; writes
+    ``RUN/confidence.json``."""
     rd = open_run(run)
     path = rd.run_dir / model_file if model_file else rd.run_dir
-    predictor = load_predictor(path)
+    tta = None if tta in (None, "", "none") else tta
+    predictor = load_predictor(path, tta)
     predictor.classes = predictor.classes or tuple(rd.dataset.classes)
-    result = calibrate_confidence(predictor, rd.part("val"), rd.run_dir, model=model_path(path).name, **options)
+    result = calibrate_confidence(predictor, rd.part("val"), rd.run_dir, model=model_path(path).name, tta=tta,
+                                  **options)
     LOG.info("confidence threshold %.2f on %d VAL images (%d bad, %d flagged)", result["threshold"],
              result["val"]["n"], result["val"]["bad"], result["val"]["flagged"])
     return result

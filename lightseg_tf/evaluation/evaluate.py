@@ -225,7 +225,7 @@ def format_summary(summary: dict) -> str:
 def evaluate_and_write(predictor: Predictor, dataset: SegDataset, out: str | Path, split: str,
                        tta: str | None = None, tflite: str | Path | None = None, postprocess: bool = False,
                        blocks: int | None = None):
-    """Score ``dataset`` (one split) and write ``eval_<split>[_hflip][_<tflite stem>]`` CSV/JSON into ``out``.
+    """Score ``dataset`` (one split) and write ``eval_<split>[_<tta>][_<tflite stem>]`` CSV/JSON into ``out``.
 
     With ``postprocess``, the post-processed scores go to the ``_postprocessed`` pair too; with
     ``blocks``, each summary holds ``by_id_block`` (:func:`by_id_block`).
@@ -238,7 +238,8 @@ def evaluate_and_write(predictor: Predictor, dataset: SegDataset, out: str | Pat
         from lightseg_tf.anatomy.postprocess import make_postprocess
 
         post = make_postprocess(dataset.classes)
-    stem = f"eval_{split}" + ("_hflip" if tta == "hflip" else "") + (f"_{Path(tflite).stem}" if tflite else "")
+    stem = f"eval_{split}" + (f"_{tta}" if tta not in (None, "", "none") else "") + (
+        f"_{Path(tflite).stem}" if tflite else "")
     result = evaluate(predictor, dataset, postprocess=post, bar=f"evaluate {predictor.name} on {split}")
     if blocks:
         for r in (result, result.post):
@@ -254,7 +255,7 @@ def evaluate_run(run: str | Path, split: str = "test", tflite: str | Path | None
                  out: str | Path | None = None, tta: str | None = None) -> EvalResult:
     """Score a run's best Keras model (or ``tflite``) on one side of the run's own split.
 
-    Writes ``eval_<split>[_hflip][_<tflite stem>]_{per_image.csv,summary.json}`` (and the
+    Writes ``eval_<split>[_<tta>][_<tflite stem>]_{per_image.csv,summary.json}`` (and the
     ``_postprocessed`` pair) into ``out`` (default: the run directory).
     """
     rd = open_run(run)

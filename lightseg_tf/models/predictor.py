@@ -18,21 +18,47 @@ import tf_keras as keras
 
 from lightseg_tf.data.letterbox import letterbox_image, unletterbox_probs
 from lightseg_tf.errors import LightsegError
-
-TTA_MODES = (None, "", "none", "hflip")
-
+from lightseg_tf.models.tta import tta_views
 
 def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 8, tta: str | None = None) -> np.ndarray:
     """Softmax probabilities ``[N, S, S, C]`` of letterboxed images ``[N, S, S, 1]``.
 
-    ``tta="hflip"`` averages the probabilities of the image and its mirror (flipped back).
+    ``tta`` ("hflip", "flips"; :data:`~lightseg_tf.models.tta.TTA_VIEWS`): the softmax of the mean
+    of the mirrored views' logits, each flipped back (:func:`mean_view_logits`).
     """
-    if tta not in TTA_MODES:
-        raise LightsegError(f"unknown test-time augmentation {tta!r}; use hflip or none")
-    probs = _softmax_batches(model, images, batch_size)
-    if tta == "hflip":
-        probs = 0.5 * (probs + _softmax_batches(model, images[:, :, ::-1], batch_size)[:, :, ::-1])
-    return probs
+    views = tta_views(tta)
+    images = np.asarray(images, np.float32)
+    if len(images) == 0:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    forward = _FORWARD.get(model)
+    if forward is None:
+        ref = weakref.ref(model)  # a strong reference here would keep every model ever used alive
+        forward = _FORWARD[model] = tf.function(
+            lambda x, views: tf.nn.softmax(mean_view_logits(ref(), x, views), axis=-1), reduce_retracing=True)
+    return np.concatenate([forward(tf.constant(images[i:i + batch_size]), views).numpy()
+                           for i in range(0, len(images), batch_size)])
+
+
+def mean_view_logits(model: keras.Model, images: tf.Tensor, views: tuple[tuple[int, ...], ...]) -> tf.Tensor:
+    """The mean over mirrored ``views`` (:func:`~lightseg_tf.models.tta.tta_views`) of the model's
+    float32 logits ``[N, S, S, C]``, each view flipped back; the plain logits for one view.
+
+    The logits are averaged, not the probabilities: the softmax of the mean (a normalised
+    geometric mean of the views' probabilities) keeps the TFLite graph's int8 SOFTMAX, whose
+    output has the fixed scale 1/256 every runtime expects, and its ARG_MAX on int8 logits. The
+    TFLite export builds this same function into the graph.
+    """
+    if len(views) == 1:
+        return tf.cast(model(images, training=False), tf.float32)
+    batch = tf.concat([tf.reverse(images, axes) if axes else images for axes in views], axis=0)
+    logits = tf.cast(model(batch, training=False), tf.float32)
+    n = tf.shape(images)[0]
+    total = None
+    for i, axes in enumerate(views):
+        view = logits[i * n:(i + 1) * n]
+        view = tf.reverse(view, axes) if axes else view
+        total = view if total is None else total + view  # pairwise ADD: TFLite has no int8 ADD_N
+    return total * (1.0 / len(views))
 
 
 # One traced forward pass per model, kept while the model lives: ``model.predict`` builds a new
@@ -41,20 +67,6 @@ def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 8, t
 # 190 ms per call through predict vs 153 ms through this, its U-Net teacher 137 vs 101 ms,
 # experiments/bench_loading.py in docs/BENCHMARKS.md).
 _FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = weakref.WeakKeyDictionary()
-
-
-def _softmax_batches(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax of the model's logits on ``images`` ``[N, S, S, 1]``, ``batch_size`` at a time."""
-    forward = _FORWARD.get(model)
-    if forward is None:
-        ref = weakref.ref(model)  # a strong reference here would keep every model ever used alive
-        forward = _FORWARD[model] = tf.function(
-            lambda x: tf.nn.softmax(tf.cast(ref()(x, training=False), tf.float32), axis=-1), reduce_retracing=True)
-    images = np.asarray(images, np.float32)
-    if len(images) == 0:
-        return np.zeros((0, *model.output_shape[1:]), np.float32)
-    return np.concatenate([forward(tf.constant(images[i:i + batch_size])).numpy()
-                           for i in range(0, len(images), batch_size)])
 
 
 class Predictor:
@@ -108,12 +120,11 @@ class Predictor:
 
 
 class KerasPredictor(Predictor):
-    """A Keras segmentation model (logits out), optionally with horizontal-flip TTA."""
+    """A Keras segmentation model (logits out), optionally with mirroring TTA (:data:`~lightseg_tf.models.tta.TTA_VIEWS`)."""
 
     def __init__(self, model: keras.Model, classes: Sequence[str] | None = None, tta: str | None = None,
                  batch_size: int = 8, name: str | None = None, source: str | None = None):
-        if tta not in TTA_MODES:
-            raise LightsegError(f"unknown test-time augmentation {tta!r}; use hflip or none")
+        tta_views(tta)  # an unknown mode fails here, before any image is read
         super().__init__(int(model.input_shape[1]), classes, name or model.name,
                          num_classes=int(model.output_shape[-1]), source=source)
         if model.input_shape[-1] != 1:

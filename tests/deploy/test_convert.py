@@ -115,6 +115,75 @@ def test_conversion_through_a_variable_holder_gives_the_same_bytes_as_through_th
     assert convert(tiny_model, quant, calib) == fast
 
 
+@pytest.fixture(scope="module")
+def flips_float32(tiny_model, tmp_path_factory):
+    content = convert(tiny_model, "float32", tta="flips")
+    card = build_card(content, name="tta", classes=CLASSES, colors=COLORS, size=SIZE, quant="float32")
+    return load_tflite(write_export(content, card, tmp_path_factory.mktemp("tta") / "tta.tflite")[0])
+
+
+def test_tta_built_into_the_graph_gives_the_keras_predictors_tta_probabilities(tiny_model, calib, flips_float32):
+    from lightseg_tf.models.predictor import predict_probs
+
+    images = np.stack(calib)
+    keras_tta = predict_probs(tiny_model, images, tta="flips")
+    plain = predict_probs(tiny_model, images)
+    assert np.abs(keras_tta - plain).max() > 0.05  # the views differ: averaging them changes the answer
+    for image, expected in zip(images, keras_tta):
+        class_map, probs = flips_float32.run(image)
+        np.testing.assert_allclose(probs, expected, atol=1e-5)
+        np.testing.assert_array_equal(class_map, expected.argmax(-1))
+
+
+@pytest.mark.parametrize("flip", [(0,), (1,), (0, 1)])
+def test_mirroring_tta_answers_a_mirrored_image_with_the_mirrored_answer(calib, flips_float32, flip):
+    # Each view is flipped back before the average: the 4-view average is equivariant to every mirror.
+    _, probs = flips_float32.run(calib[1])
+    _, mirrored = flips_float32.run(np.flip(calib[1], flip).copy())
+    np.testing.assert_allclose(np.flip(mirrored, flip), probs, atol=1e-5)
+
+
+def test_int8_tta_export_stays_integer_and_near_the_keras_tta(tiny_model, calib):
+    from lightseg_tf.models.predictor import predict_probs
+
+    content = convert(tiny_model, "int8", calib, tta="hflip")
+    info = inspect_tflite(content)
+    assert info["float_tensors"] == [] and "REVERSE_V2" in info["ops"]
+    card = build_card(content, name="t", classes=CLASSES, colors=COLORS, size=SIZE, quant="int8")
+    assert "REVERSE_V2" in card["edgetpu"]["unsupported_ops"]  # the mirrors run on the host CPU
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        seg = load_tflite(write_export(content, card, Path(tmp) / "t.tflite")[0])
+        expected = predict_probs(tiny_model, np.stack(calib), tta="hflip")
+        for image, want in zip(calib, expected):
+            class_map, probs = seg.run(image)
+            assert np.abs(probs - want).mean() < 0.01 and (class_map == want.argmax(-1)).mean() > 0.95
+    # The logits are averaged before the SOFTMAX: its output keeps the scale every runtime expects.
+    assert np.isclose(card["outputs"]["probs"]["quantization"]["scale"], 1 / 256)
+
+
+def test_unknown_tta_mode_is_refused_before_any_work(tiny_model):
+    from lightseg_tf.models.predictor import KerasPredictor
+
+    with pytest.raises(LightsegError, match="unknown test-time augmentation 'rot90'.*hflip, flips"):
+        convert(tiny_model, "float32", tta="rot90")
+    with pytest.raises(LightsegError, match="unknown test-time augmentation"):
+        KerasPredictor(tiny_model, tta="vflip")
+
+
+def test_a_card_takes_the_confidence_threshold_only_for_the_tta_it_was_calibrated_with():
+    from lightseg_tf.deploy.convert import card_confidence
+
+    cal = {"threshold": 0.4, "score": "s", "calibrated_on": {"model": "best.keras"}, "structures": {}}
+    assert card_confidence(cal, "best.keras")["threshold"] == 0.4  # older calibrations: no TTA
+    assert card_confidence(cal, "best.keras", "flips") is None
+    flips = {**cal, "calibrated_on": {"model": "best.keras", "tta": "flips"}}
+    assert card_confidence(flips, "best.keras", "flips")["threshold"] == 0.4
+    assert card_confidence(flips, "best.keras") is None and card_confidence(flips, "final.keras", "flips") is None
+
+
 def test_flipped_byte_is_a_checksum_error(int8_export, tmp_path):
     path, card_path = int8_export
     data = bytearray(path.read_bytes())

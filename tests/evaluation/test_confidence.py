@@ -138,6 +138,15 @@ def test_a_one_epoch_model_is_flagged_by_measure_evaluate_and_its_export(tmp_pat
     (dev,) = json.loads(capsys.readouterr().out)
     assert dev["confidence_status"] == "low" and LOW_CONFIDENCE in dev["flags"]
 
+    # TTA changes the probabilities the score reads: a TTA export takes no threshold chosen without it.
+    assert main(["export", str(run), "--quant", "float32", "--tta", "flips", "--out", str(tmp_path / "t.tflite")]) == 0
+    card = json.loads((tmp_path / "t.json").read_text())
+    assert card["test_time_augmentation"] == {"mode": "flips", "views": 4} and card["confidence"] is None
+    assert main(["calibrate", str(run), "--tta", "flips"]) == 0
+    assert json.loads((run / "confidence.json").read_text())["calibrated_on"]["tta"] == "flips"
+    assert main(["export", str(run), "--quant", "float32", "--tta", "flips", "--out", str(tmp_path / "t.tflite")]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["confidence"]["calibrated_on"]["tta"] == "flips"
+
 
 def test_structure_flags_print_as_flags_also_without_a_head():
     from lightseg_tf.anatomy.biometry import measure_mask
