@@ -182,6 +182,38 @@ def test_browser_class_maps_match_the_python_runner_and_a_screenshot_is_saved(li
         server.shutdown()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_tta_export_runs_in_the_browser_as_in_python(litert_js, tmp_path):
+    """``lightseg export --tta flips`` builds the mirrored views into the graph (REVERSE_V2, a batch
+    of 4): LiteRT.js must run it and give the Python runner's class map on a real-shaped image."""
+    from conftest import tiny_unet
+
+    from lightseg_tf.deploy.convert import build_card, convert, write_export
+    from lightseg_tf.deploy.golden import write_golden
+
+    manifest = json.loads((GOLDEN / "golden.json").read_text())
+    size, classes, colors = manifest["size"], manifest["classes"], manifest["colors"]
+    rng = np.random.default_rng(0)
+    content = convert(tiny_unet(size), "int8", [rng.random((size, size, 1), dtype=np.float32) for _ in range(4)],
+                      tta="flips")
+    card = build_card(content, name="tta", classes=classes, colors=colors, size=size, quant="int8")
+    model, _ = write_export(content, card, tmp_path / "tta_int8.tflite")
+    golden = tmp_path / "golden"
+    tta_manifest = json.loads(write_golden(model, golden, n=1, real_shapes=[(540, 800)], hard=False).read_text())
+    server, base = serve(litert_js, golden)
+    try:
+        for case in tta_manifest["cases"]:
+            attrs, _ = _page(f"{base}/?model=/golden/tta_int8.tflite&card=/golden/tta_int8.json"
+                             f"&image=/golden/{case['files']['png']}&px=0.2")
+            page = np.frombuffer(base64.b64decode(attrs["class-map"]), np.uint8)
+            python = np.frombuffer(read_raw(golden / case["files"]["class_map"]), np.uint8)
+            assert page.size == python.size == size * size and len(np.unique(python)) > 1, case["name"]
+            assert (page == python).mean() >= 0.995, case["name"]
+    finally:
+        server.shutdown()
+
+
 def _drive(server, base, tmp_path, page="", steps=(), **files) -> dict:
     """web_driver.html in headless chromium, in real time: open the page at ``/?page``, choose
     ``files[step]`` for each of ``steps`` in order; returns what the driver saw (see the HTML)."""
