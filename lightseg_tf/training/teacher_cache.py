@@ -155,8 +155,10 @@ class CacheWriter:
         self.save()
 
     def add_probs(self, teacher: str, split: str, probs: np.ndarray, source: str = "",
-                  input_size: int | None = None) -> None:
-        """Store float16 ``[N, S, S, C]`` probabilities of ``teacher`` on ``split`` (``input_size``: the side it saw)."""
+                  input_size: int | None = None, tta: str | None = None) -> None:
+        """Store float16 ``[N, S, S, C]`` probabilities of ``teacher`` on ``split`` (``input_size``: the side it
+        saw; ``tta``: its test-time augmentation, recorded so that a cache extended teacher by teacher says
+        which views each one averaged)."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", teacher):
             raise LightsegError(f"teacher name {teacher!r}: use letters, digits, '_', '-', '.', '+'")
         expected = (len(self.manifest["splits"][split]), self.manifest["image_size"], self.manifest["image_size"],
@@ -168,6 +170,7 @@ class CacheWriter:
         entry["source"] = source or entry.get("source", "")
         if input_size:
             entry["input_size"] = int(input_size)
+        entry["tta"] = tta or "none"
         entry["files"][split] = self._write(f"{teacher}_{split}.npy", np.asarray(probs, np.float16))
         self.save()
 
@@ -243,7 +246,7 @@ def predict_teachers(runs: list[str | Path], out: str | Path, splits=("train", "
                 probs = np.stack([reletterbox_probs(p, letterbox_params(h, w, teacher.size),
                                                     letterbox_params(h, w, size))
                                   for p, (h, w) in zip(probs, shapes)])
-            writer.add_probs(name, split, probs, source=str(rd.run_dir), input_size=teacher.size)
+            writer.add_probs(name, split, probs, source=str(rd.run_dir), input_size=teacher.size, tta=tta)
     return Path(out)
 
 

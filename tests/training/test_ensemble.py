@@ -118,6 +118,11 @@ def test_cache_round_trip_and_tune_writes_weights_and_table(tmp_path):
     assert rows["weighted soft voting"]["mean_fg_dice"] > rows["soft voting"]["mean_fg_dice"]
     assert "| weighted soft voting |" in (root / "ensemble_table.md").read_text()
     assert result["weights"] == stored["weights"]
+    # A teacher added later with TTA: the manifest says which views each teacher averaged.
+    CacheWriter(root, image_size=32, classes=["background", "a", "b", "c"], splits=cache.splits).add_probs(
+        "flipped", "val", probs[1][4:], source="synthetic", tta="flips")
+    teachers = TeacherCache(root).manifest["teachers"]
+    assert teachers["flipped"]["tta"] == "flips" and teachers["n1"]["tta"] == "none"
 
 
 def test_corrupt_or_mismatched_cache_files_are_clear_errors(tmp_path):
