@@ -27,7 +27,8 @@ echo "distill: $(( $(date +%s) - start )) s"
 RUN=$OUT/vote_student
 ST=${STUDENT_TTA:-$TTA1}
 $LS calibrate $RUN --tta $ST
-$LS export $RUN --quant int8 --tta $ST --out $RUN/model_int8_$ST.tflite
-$LS evaluate --tflite $RUN/model_int8_$ST.tflite --split-file $RUN/split.json --data $DATA --format hc18 \
+INT8=$RUN/model_int8$([ "$ST" = none ] || echo "_$ST").tflite
+$LS export $RUN --quant int8 --tta $ST --out $INT8
+$LS evaluate --tflite $INT8 --split-file $RUN/split.json --data $DATA --format hc18 \
     --biometry --postprocess --out $RUN
 echo "total: $(( $(date +%s) - start )) s"
