@@ -20,7 +20,7 @@ from lightseg_tf.data.letterbox import letterbox_image, letterbox_params, unlett
 from lightseg_tf.deploy.runtime import load_predictor
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
-from lightseg_tf.objectives.metrics import OVERLAP, SURFACE, score_image, summarise
+from lightseg_tf.objectives.metrics import OVERLAP, SURFACE, score_image, subject_bootstrap_ci, summarise
 from lightseg_tf.runs import open_run
 
 
@@ -96,6 +96,9 @@ def evaluate(predictor: Predictor, dataset: SegDataset, batch_size: int = 8,
     results = {}
     for name, (rows, scores) in variants.items():
         summary = summarise(scores, dataset.classes)
+        if scores:  # how far the mean could move on other subjects like these
+            fg_dice = np.array([s["dice"] for s in scores], float).reshape(len(scores), -1)[:, 1:]
+            summary["mean_fg_dice_ci95"] = subject_bootstrap_ci(fg_dice, [r["subject"] for r in rows])
         summary["surface_distance_units"] = "/".join(sorted(units)) if surface else None
         summary["postprocessed"] = name == "post"
         if thresholds:
@@ -219,6 +222,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{name:<14}{fmt(m['dice'])}{fmt(m['iou'])}{extra}")
     extra = fmt(summary["mean_fg_hd95"], 12, 2) + fmt(summary["mean_fg_assd"], 12, 2) if surface else ""
     lines.append(f"{'mean (fg)':<14}{fmt(summary['mean_fg_dice'])}{fmt(summary['mean_fg_iou'])}{extra}")
+    ci = summary.get("mean_fg_dice_ci95")
+    if ci:
+        lines.append(f"mean (fg) Dice 95 % interval over subjects (bootstrap): {ci[0]:.4f}-{ci[1]:.4f}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from lightseg_tf.deploy.runtime import UNKNOWN_TRAINING_DOMAIN, load_predictor, 
 from lightseg_tf.evaluation.confidence import add_confidence, predict_with_confidence
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
+from lightseg_tf.objectives.metrics import subject_bootstrap_ci
 
 
 def read_pixel_sizes(path: str | Path) -> dict[str, float]:
@@ -255,7 +256,7 @@ def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, 
         mask, conf = predict_with_confidence(predictor, dataset.load_image(rec), classes)
         m = add_confidence(measure_mask(mask, classes, rec.pixel_size_mm), conf, calibration)
         hc = m.get("hc")
-        rows.append({"id": rec.id, "reference_hc_mm": rec.hc_mm, "hc_mm": hc,
+        rows.append({"id": rec.id, "subject": rec.subject, "reference_hc_mm": rec.hc_mm, "hc_mm": hc,
                      "error_mm": None if hc is None else hc - rec.hc_mm, "confidence": m["confidence"],
                      "confidence_status": m["confidence_status"], "flags": "; ".join(m["flags"])})
     if not rows:
@@ -271,6 +272,8 @@ def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, 
                 "median_abs": float(np.median(np.abs(e))), "mean_rel_signed_pct": float((e / ref).mean() * 100)}
 
     summary = {**stats(found), "no_head_found": len(rows) - len(found), "by_hc_quartile": []}
+    summary["mean_abs_ci95"] = subject_bootstrap_ci([abs(r["error_mm"]) for r in found],
+                                                    [r["subject"] for r in found])
     if found:
         ref = np.array([r["reference_hc_mm"] for r in found])
         edges = np.quantile(ref, [0, 0.25, 0.5, 0.75, 1.0])
@@ -310,6 +313,9 @@ def format_hc_errors(summary: dict) -> str:
     elif conf:
         out.append("confidence uncalibrated (no threshold in the model card or run: lightseg calibrate RUN); "
                    "scores per image in the CSV")
+    if summary.get("mean_abs_ci95"):
+        lo, hi = summary["mean_abs_ci95"]
+        out.append(f"abs mean 95 % interval over subjects (bootstrap): {lo:.2f}-{hi:.2f} mm")
     if summary["no_head_found"]:
         out.append(f"no head found: {summary['no_head_found']} image(s)")
     return "\n".join(out)

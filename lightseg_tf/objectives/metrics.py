@@ -155,6 +155,50 @@ def summarise(scores: list[dict[str, np.ndarray]], classes: tuple[str, ...] | li
     return out
 
 
+def subject_bootstrap_ci(values, groups, n_boot: int = 2000, level: float = 0.95,
+                         seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap interval of a mean over images, resampling whole subjects.
+
+    Images of one subject (HC18's 2HC/3HC scans of one fetus, a PSFHS sweep) are not independent
+    draws, so subjects are resampled with replacement (the cluster bootstrap; Davison & Hinkley,
+    "Bootstrap Methods and their Application", 1997, section 3.8), each bringing all its images.
+
+    Args:
+        values: per-image values ``[N]``, or ``[N, K]`` whose statistic is the mean over columns of
+            each column's mean over images (``mean_fg_dice`` from per-class Dice ``[N, C-1]``);
+            NaN (an undefined score) is skipped as :func:`summarise` skips it.
+        groups: ``N`` subject ids.
+        n_boot: resamples.
+        level: coverage of the interval.
+        seed: the resampling's seed (the same data give the same interval).
+
+    Returns:
+        ``[low, high]``, or None with fewer than 2 subjects or no finite value.
+    """
+    v = np.asarray(values, float)
+    v = v.reshape(len(v), -1)
+    if len(v) != len(groups):
+        raise ValueError(f"{len(v)} values but {len(groups)} group ids")
+    _, g = np.unique(np.asarray(groups, str), return_inverse=True)
+    n_groups = int(g.max()) + 1 if len(g) else 0
+    finite = np.isfinite(v)
+    if n_groups < 2 or not finite.any():
+        return None
+    sums = np.zeros((n_groups, v.shape[1]))
+    counts = np.zeros((n_groups, v.shape[1]))
+    np.add.at(sums, g, np.where(finite, v, 0.0))
+    np.add.at(counts, g, finite)
+    weights = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        column_means = (weights @ sums) / (weights @ counts)  # [n_boot, K], NaN where a column drew nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stat = np.nanmean(column_means, axis=1)
+    stat = stat[np.isfinite(stat)]
+    tail = (1 - level) / 2 * 100
+    return [float(np.percentile(stat, tail)), float(np.percentile(stat, 100 - tail))]
+
+
 @keras.utils.register_keras_serializable(package="lightseg")
 class MeanForegroundDice(keras.metrics.Metric):
     """Streaming mean over foreground classes of the per-image Dice (both-empty pairs skipped).

@@ -57,6 +57,10 @@ def test_oracle_scores_near_one_at_original_size_and_postprocess_removes_the_str
     csv_path, json_path = write_results(result, tmp_path / "out", "t")
     assert csv_path.read_text().count("\n") == 4 and json_path.exists()
     assert "head" in format_summary(result.summary)
+    # The interval resamples the records' subjects and holds the mean it is about.
+    lo, hi = result.post.summary["mean_fg_dice_ci95"]
+    assert lo <= result.post.summary["mean_fg_dice"] <= hi < 1.0
+    assert "95 % interval over subjects" in format_summary(result.post.summary)
 
 
 def test_dice_by_id_block_is_hand_computed():

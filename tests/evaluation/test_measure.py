@@ -147,6 +147,8 @@ def test_hc_errors_are_signed_and_split_by_hc_quartile(phantom_dir, tmp_path):
     assert len(quartiles) == 4 and sum(q["n"] for q in quartiles) == len(ds)
     assert all(q["mean_signed"] > 0 for q in quartiles)
     assert (tmp_path / "g_per_image.csv").exists() and "all" in format_hc_errors(grown)
+    lo, hi = grown["mean_abs_ci95"]
+    assert lo <= grown["mean_abs"] <= hi and "interval over subjects" in format_hc_errors(grown)
 
 
 def test_direct_fit_is_opencvs_fit_ellipse_direct_on_the_contour_pixels():

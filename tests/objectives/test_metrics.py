@@ -102,3 +102,32 @@ def test_streaming_dice_matches_per_image_mean_and_round_trips():
     assert isinstance(again, MeanForegroundDice) and again.num_classes == 3
     m.reset_state()
     assert float(m.result()) == 0.0
+
+
+def test_subject_bootstrap_resamples_subjects_not_images():
+    from lightseg_tf.objectives.metrics import subject_bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    per_subject = 0.97 + 0.01 * rng.standard_normal(60)
+    once = subject_bootstrap_ci(per_subject, [f"s{i}" for i in range(60)])
+    # Every subject scanned three times with the same score: the same 60 draws, not 180.
+    thrice = subject_bootstrap_ci(np.repeat(per_subject, 3), [f"s{i}" for i in range(60) for _ in range(3)])
+    as_images = subject_bootstrap_ci(np.repeat(per_subject, 3), [f"i{k}" for k in range(180)])
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert once[0] < per_subject.mean() < once[1]
+    assert abs(width(thrice) / width(once) - 1) < 0.15  # repeats of a subject add no information...
+    assert width(as_images) < 0.7 * width(thrice)  # ...which resampling images would pretend they do
+    se = per_subject.std(ddof=1) / np.sqrt(60)
+    assert abs(width(once) / (2 * 1.96 * se) - 1) < 0.2
+    assert subject_bootstrap_ci(per_subject, [f"s{i}" for i in range(60)]) == once  # seeded
+
+
+def test_subject_bootstrap_of_a_mean_over_classes_skips_undefined_scores():
+    from lightseg_tf.objectives.metrics import subject_bootstrap_ci
+
+    # Class 2 is absent on one image of each subject: every resample's class-2 mean is 0.9, not 0.45.
+    dice = np.array([[0.5, 0.9], [0.5, np.nan], [0.5, 0.9], [0.5, np.nan]])
+    assert subject_bootstrap_ci(dice, ["a", "a", "b", "b"], n_boot=200) == pytest.approx([0.7, 0.7])
+    assert subject_bootstrap_ci([0.9, 0.8], ["a", "a"]) is None  # one subject: no interval
+    with pytest.raises(ValueError, match="3 values but 2"):
+        subject_bootstrap_ci([0.1, 0.2, 0.3], ["a", "b"])
