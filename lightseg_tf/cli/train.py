@@ -112,8 +112,9 @@ def run_evaluate(args) -> int:
 def run_calibrate(args) -> int:
     from lightseg_tf.evaluation.confidence import calibrate_run
 
-    result = calibrate_run(args.run, args.model_file, tta=args.tta, hc_tolerance=args.hc_tolerance, dice_min=args.dice_min,
-                           good_quantile=args.good_quantile, structure_dice_min=args.structure_dice_min)
+    result = calibrate_run(args.run, args.model_file, tta=args.tta, hc_tolerance=args.hc_tolerance,
+                           dice_min=args.dice_min, good_quantile=args.good_quantile,
+                           structure_dice_min=args.structure_dice_min)
     result.pop("rows")
     if args.json:
         print(json.dumps(result, indent=2))

@@ -28,8 +28,8 @@ from lightseg_tf.data.tfdata import letterboxed_sample
 from lightseg_tf.deploy.converter import QUANT_MODES, convert_function  # noqa: F401 (QUANT_MODES re-exported)
 from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, read_card, tensor_entry
 from lightseg_tf.models.predictor import mean_view_logits
-from lightseg_tf.models.tta import tta_views
 from lightseg_tf.models.saving import load_trained_model
+from lightseg_tf.models.tta import tta_views
 from lightseg_tf.runs import BEST_MODEL, calibrated_tta, open_run, read_confidence
 
 # Ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on the Edge TPU",

@@ -106,8 +106,9 @@ def _judge_on_val(scores, bad, good_quantile: float) -> tuple[float, dict]:
 
 
 def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path | None = None, *,
-                         model: str | None = None, tta: str | None = None, hc_tolerance: float = 0.05, dice_min: float = 0.9,
-                         good_quantile: float = 0.02, structure_dice_min: float = STRUCTURE_DICE_MIN) -> dict:
+                         model: str | None = None, tta: str | None = None, hc_tolerance: float = 0.05,
+                         dice_min: float = 0.9, good_quantile: float = 0.02,
+                         structure_dice_min: float = STRUCTURE_DICE_MIN) -> dict:
     """Choose the "low confidence: do not use" threshold on VAL images and write ``confidence.json``.
 
     Each VAL image is measured as ``lightseg measure`` measures it (:func:`predict_with_confidence`)

@@ -243,7 +243,8 @@ def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, 
             (:attr:`Predictor.calibration`), uncalibrated when it has none.
 
     Returns:
-        ``{"n", "no_head_found", "mean_abs", "median_abs", "mean_signed", "by_hc_quartile": [{"hc_range",
+        ``{"n", "no_head_found", "mean_abs", "mean_abs_ci95" (a 95 % interval of the mean absolute
+        error, bootstrap over subjects), "median_abs", "mean_signed", "by_hc_quartile": [{"hc_range",
         "n", "mean_signed", "mean_abs", "median_abs", "mean_rel_signed_pct"}], "confidence": {"threshold",
         "share_flagged", "flagged": {n, ..., "no_head_found"}, "unflagged": {...}}, "rows": [...]}``.
     """

@@ -120,7 +120,8 @@ class Predictor:
 
 
 class KerasPredictor(Predictor):
-    """A Keras segmentation model (logits out), optionally with mirroring TTA (:data:`~lightseg_tf.models.tta.TTA_VIEWS`)."""
+    """A Keras segmentation model (logits out), optionally with mirroring TTA
+    (:data:`~lightseg_tf.models.tta.TTA_VIEWS`)."""
 
     def __init__(self, model: keras.Model, classes: Sequence[str] | None = None, tta: str | None = None,
                  batch_size: int = 8, name: str | None = None, source: str | None = None):
