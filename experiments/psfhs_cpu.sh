@@ -10,7 +10,8 @@
 # of issue 19; random: id blocks dealt at random), WIDTH / EPOCHS_LS for the LightSeg student
 # (half width, 8 epochs by default: WIDTH=1.0 EPOCHS_LS=10 is the paper's 1.34 M-parameter
 # student, about 4x the training time here), and any further config overrides in EXTRA
-# (e.g. EXTRA="data.augment.brightness_contrast=0.8").
+# (e.g. EXTRA="data.augment.brightness_contrast=0.8"); TTA=hflip|flips also calibrates, exports
+# (model_int8_<TTA>.tflite, the views built into the graph) and scores the int8 model with that TTA.
 set -euo pipefail
 ROOT=${1:-runs/psfhs_cpu}
 DATA=${PSFHS:-../shared/datasets/psfhs}
@@ -38,6 +39,12 @@ for run in $MODELS; do
     $LS export "$ROOT/$run" --quant int8 --out "$ROOT/$run/model_int8.tflite"
     $LS evaluate --tflite "$ROOT/$run/model_int8.tflite" --data "$DATA" --format psfhs \
         --split-file "$ROOT/split.json" --out "$ROOT/$run" --blocks 50
+    if [ "${TTA:-none}" != none ]; then
+        $LS calibrate "$ROOT/$run" --tta "$TTA"
+        $LS export "$ROOT/$run" --quant int8 --tta "$TTA" --out "$ROOT/$run/model_int8_$TTA.tflite"
+        $LS evaluate --tflite "$ROOT/$run/model_int8_$TTA.tflite" --data "$DATA" --format psfhs \
+            --split-file "$ROOT/split.json" --out "$ROOT/$run" --blocks 50
+    fi
 done
 $LS benchmark $(for m in $MODELS; do echo "$ROOT/$m"; done) --size $SIZE --runs 50 --out "$ROOT/bench" | tee "$ROOT/benchmark.md"
 echo "wall time $(( $(date +%s) - t0 )) s"
