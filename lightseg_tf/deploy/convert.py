@@ -29,7 +29,7 @@ from lightseg_tf.deploy.converter import QUANT_MODES, convert_function  # noqa: 
 from lightseg_tf.deploy.runtime import CARD_SCHEMA, make_interpreter, io_details, read_card, tensor_entry
 from lightseg_tf.models.predictor import mean_view_logits
 from lightseg_tf.models.saving import load_trained_model
-from lightseg_tf.models.tta import tta_views
+from lightseg_tf.models.tta import tta_mode, tta_views
 from lightseg_tf.runs import BEST_MODEL, calibrated_tta, open_run, read_confidence
 
 # Ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on the Edge TPU",
@@ -263,8 +263,8 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
     size = int(model.input_shape[1])
     train = rd.part("train")
     calib = list(letterboxed_sample(train, size, calib_n))
-    tta = None if tta in (None, "", "none") else tta
-    if mediapipe and tta:
+    tta = tta_mode(tta)
+    if mediapipe and tta != "none":
         raise LightsegError("--mediapipe exports the model without TTA; export it separately, without --tta")
     content = convert(model, quant, calib, tta)
     summary = rd.run_dir / "eval_test_summary.json"
@@ -273,7 +273,7 @@ def export_run(run: str | Path, out: str | Path, quant: str = "int8", calib_n: i
         colors=class_colors(rd.dataset.num_classes), size=size, quant=quant,
         model={"architecture": rd.cfg.model.name, "options": rd.cfg.model.options,
                "parameters": int(model.count_params()), "source": model_file or BEST_MODEL},
-        test_time_augmentation={"mode": tta or "none", "views": len(tta_views(tta))},
+        test_time_augmentation={"mode": tta, "views": len(tta_views(tta))},
         training_domain=training_domain_of(rd.dataset),
         training_data={"path": str(rd.dataset.root), "format": rd.dataset.format, "train_images": len(train),
                        "calibration_images": len(calib) if quant == "int8" else 0},
@@ -316,9 +316,9 @@ def card_confidence(calibration: dict | None, source: str, tta: str | None = Non
         LOG.warning("confidence.json was calibrated for %s, not %s: the card gets no confidence threshold; "
                     "run lightseg calibrate RUN --model-file %s", on.get("model"), source, source)
         return None
-    if calibrated_tta(calibration) != (tta or "none"):
+    if calibrated_tta(calibration) != tta_mode(tta):
         LOG.warning("confidence.json was calibrated with TTA %s, not %s: the card gets no confidence threshold; "
-                    "run lightseg calibrate RUN --tta %s", calibrated_tta(calibration), tta or "none", tta or "none")
+                    "run lightseg calibrate RUN --tta %s", calibrated_tta(calibration), tta_mode(tta), tta_mode(tta))
         return None
     return {**{k: calibration.get(k) for k in ("score", "threshold", "calibrated_on")},
             "structures": structure_thresholds(calibration)}

@@ -19,6 +19,7 @@ from lightseg_tf.data.letterbox import letterbox_uint8, unletterbox_mask, unlett
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import KerasPredictor, Predictor
 from lightseg_tf.models.saving import is_saved_model, load_trained_model, model_path
+from lightseg_tf.models.tta import tta_mode
 from lightseg_tf.runs import calibrated_tta, is_pipeline_run, open_run, pipeline_model, read_confidence
 
 CARD_SCHEMA = "lightseg-model-card/1"
@@ -251,7 +252,7 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
     if is_pipeline_run(path):  # its shipped model
         path = pipeline_model(path)
     if path.suffix == ".tflite":
-        if tta not in (None, "", "none"):
+        if tta_mode(tta) != "none":
             raise LightsegError(f"{path}: --tta is for Keras models; a .tflite graph is fixed (export it with "
                                 "lightseg export --tta to build TTA into the file)")
         return load_tflite(path, threads=threads)
@@ -261,6 +262,6 @@ def load_predictor(model: str | Path, tta: str | None = None, threads: int = 1) 
     calibration = read_confidence(path if path.is_dir() else path.parent)
     same_model = calibration and (calibration.get("calibrated_on") or {}).get("model") == model_path(path).name
     # TTA changes the probabilities the score reads: the threshold holds for the TTA it was chosen with.
-    if same_model and calibrated_tta(calibration) == (tta or "none"):
+    if same_model and calibrated_tta(calibration) == tta_mode(tta):
         predictor.calibration = calibration
     return predictor

@@ -26,6 +26,7 @@ from lightseg_tf.deploy.runtime import TFLitePredictor, load_predictor
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
 from lightseg_tf.models.saving import model_path
+from lightseg_tf.models.tta import tta_mode
 from lightseg_tf.objectives.metrics import dice_iou_per_class
 from lightseg_tf.runs import CONFIDENCE_FILE, open_run
 
@@ -159,7 +160,7 @@ def calibrate_confidence(predictor: Predictor, val_dataset, out_dir: str | Path 
         "score": SCORE_NAME, "formula": SCORE_FORMULA, "threshold": threshold,
         "rule": f"{THRESHOLD_RULE}; hc_tolerance {hc_tolerance}, dice_min {dice_min}, good_quantile {good_quantile}",
         "calibrated_on": {"split": "val", "images": len(rows), "dataset": str(val_dataset.root),
-                          "format": val_dataset.format, "model": model or predictor.name, "tta": tta or "none",
+                          "format": val_dataset.format, "model": model or predictor.name, "tta": tta_mode(tta),
                           "date": _dt.date.today().isoformat()},
         "val": val,
     }
@@ -180,7 +181,6 @@ def calibrate_run(run: str | Path, model_file: str | None = None, tta: str | Non
     ``RUN/confidence.json``."""
     rd = open_run(run)
     path = rd.run_dir / model_file if model_file else rd.run_dir
-    tta = None if tta in (None, "", "none") else tta
     predictor = load_predictor(path, tta)
     predictor.classes = predictor.classes or tuple(rd.dataset.classes)
     result = calibrate_confidence(predictor, rd.part("val"), rd.run_dir, model=model_path(path).name, tta=tta,

@@ -20,6 +20,7 @@ from lightseg_tf.data.letterbox import letterbox_image, letterbox_params, unlett
 from lightseg_tf.deploy.runtime import load_predictor
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.models.predictor import Predictor
+from lightseg_tf.models.tta import tta_mode
 from lightseg_tf.objectives.metrics import OVERLAP, SURFACE, score_image, subject_bootstrap_ci, summarise
 from lightseg_tf.runs import open_run
 
@@ -244,7 +245,7 @@ def evaluate_and_write(predictor: Predictor, dataset: SegDataset, out: str | Pat
         from lightseg_tf.anatomy.postprocess import make_postprocess
 
         post = make_postprocess(dataset.classes)
-    stem = f"eval_{split}" + (f"_{tta}" if tta not in (None, "", "none") else "") + (
+    stem = f"eval_{split}" + (f"_{tta}" if tta_mode(tta) != "none" else "") + (
         f"_{Path(tflite).stem}" if tflite else "")
     result = evaluate(predictor, dataset, postprocess=post, bar=f"evaluate {predictor.name} on {split}")
     if blocks:

@@ -35,6 +35,7 @@ import numpy as np
 from lightseg_tf.errors import LightsegError
 from lightseg_tf.core.io import sha256_file, write_json_atomic
 from lightseg_tf.core.log import LOG, progress
+from lightseg_tf.models.tta import tta_mode
 
 MANIFEST = "manifest.json"
 VERSION = 1
@@ -170,7 +171,7 @@ class CacheWriter:
         entry["source"] = source or entry.get("source", "")
         if input_size:
             entry["input_size"] = int(input_size)
-        entry["tta"] = tta or "none"
+        entry["tta"] = tta_mode(tta)
         entry["files"][split] = self._write(f"{teacher}_{split}.npy", np.asarray(probs, np.float16))
         self.save()
 
