@@ -2,7 +2,8 @@
 
 For each STEM (``model_int8``, ``model_int8_hflip``, ...: the ``eval_test_<STEM>_*`` files in RUN):
 Dice raw and with the ellipse post-processing, the latter with its 95 % interval over subjects
-(:func:`lightseg_tf.objectives.metrics.subject_bootstrap_ci`) and by quartile of the reference HC,
+(:func:`lightseg_tf.objectives.metrics.subject_bootstrap_ci`) and by quartile of the reference HC
+(:func:`lightseg_tf.evaluation.measure.hc_quartiles`, the HC table's own split),
 then the HC error (abs mean with its interval, signed mean) and the share the confidence flag marks.
 
 Usage: PYTHONPATH=. .venv/bin/python experiments/hc18_table.py RUN STEM [STEM ...]
@@ -18,6 +19,7 @@ import numpy as np
 
 def row(run: Path, stem: str) -> str:
     from lightseg_tf.core.io import read_csv
+    from lightseg_tf.evaluation.measure import hc_quartiles
     from lightseg_tf.objectives.metrics import subject_bootstrap_ci
 
     post = read_csv(run / f"eval_test_{stem}_postprocessed_per_image.csv", "evaluation CSV", dicts=True)
@@ -26,9 +28,9 @@ def row(run: Path, stem: str) -> str:
     hc = json.loads((run / f"eval_test_{stem}_hc_summary.json").read_text())
     subject = {r["id"]: r["subject"] for r in post}
     dice = {r["id"]: float(r["dice_head"]) for r in post}
-    ref = {r["id"]: float(r["reference_hc_mm"]) for r in hc_rows}
-    ids = sorted(ref, key=ref.get)  # quartiles of the reference HC, as the HC table splits them
-    quartiles = [np.mean([dice[i] for i in part]) for part in np.array_split(ids, 4)]
+    refs = [{"id": r["id"], "reference_hc_mm": float(r["reference_hc_mm"])} for r in hc_rows]
+    quartiles = [np.mean([dice[r["id"]] for r in part]) for _, _, part in hc_quartiles(refs)]
+    ids = [r["id"] for r in refs]
     d_lo, d_hi = subject_bootstrap_ci([dice[i] for i in ids], [subject[i] for i in ids])
     errors = [(r["id"], abs(float(r["error_mm"]))) for r in hc_rows if r["error_mm"] not in ("", None)]
     h_lo, h_hi = subject_bootstrap_ci([e for _, e in errors], [subject[i] for i, _ in errors])

@@ -275,13 +275,8 @@ def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, 
     summary = {**stats(found), "no_head_found": len(rows) - len(found), "by_hc_quartile": []}
     summary["mean_abs_ci95"] = subject_bootstrap_ci([abs(r["error_mm"]) for r in found],
                                                     [r["subject"] for r in found])
-    if found:
-        ref = np.array([r["reference_hc_mm"] for r in found])
-        edges = np.quantile(ref, [0, 0.25, 0.5, 0.75, 1.0])
-        for k in range(4):
-            lo, hi = edges[k], edges[k + 1]
-            part = [r for r in found if lo <= r["reference_hc_mm"] and (r["reference_hc_mm"] < hi or k == 3)]
-            summary["by_hc_quartile"].append({"hc_range": [float(lo), float(hi)], **stats(part)})
+    for lo, hi, part in hc_quartiles(found):
+        summary["by_hc_quartile"].append({"hc_range": [lo, hi], **stats(part)})
     flagged = [r for r in rows if r["confidence_status"] == "low"]
     unflagged = [r for r in rows if r["confidence_status"] != "low"]
     summary["confidence"] = {"threshold": (calibration or {}).get("threshold"),
@@ -293,6 +288,18 @@ def hc_errors(predictor: Predictor, dataset, out_dir: str | Path | None = None, 
         write_csv_atomic(Path(out_dir) / f"{stem}_per_image.csv", rows)
         write_json_atomic(Path(out_dir) / f"{stem}_summary.json", summary)
     return {**summary, "rows": rows}
+
+
+def hc_quartiles(rows: list[dict]) -> list[tuple[float, float, list[dict]]]:
+    """``rows`` (dicts with ``reference_hc_mm``) split by quartile of the reference HC, as every HC
+    table reports them: ``[(low mm, high mm, rows in [low, high), the last also holding high)]``;
+    empty for no rows."""
+    if not rows:
+        return []
+    edges = np.quantile([r["reference_hc_mm"] for r in rows], [0, 0.25, 0.5, 0.75, 1.0])
+    return [(float(lo), float(hi), [r for r in rows if lo <= r["reference_hc_mm"] and (r["reference_hc_mm"] < hi
+                                                                                    or k == 3)])
+            for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
 
 
 def format_hc_errors(summary: dict) -> str:
